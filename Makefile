@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both set everything up from the lock file.
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export SCALEREG_HOME ?= $(CURDIR)/var
+export UV_PYTHON_DOWNLOADS := never
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: setup demo test ui bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.9,<1"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON) --quiet
+	touch $@
+
+setup: $(VENV)/.synced  ## create .venv and install the project and its test tools from uv.lock
+
+demo: setup  ## ingest the shipped published datasets through the Dagster assets and print a summary
+	$(VENV)/bin/scalereg demo
+
+test: setup  ## the whole test suite
+	$(VENV)/bin/python -m pytest
+
+ui: setup  ## the Dagster UI on http://127.0.0.1:3000 with the project's instance
+	$(VENV)/bin/scalereg ui
+
+bench: setup  ## the benchmarks; record their figures in bench/RESULTS.md
+	$(VENV)/bin/python bench/ingest_bench.py
+	$(VENV)/bin/python bench/fit_bench.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache

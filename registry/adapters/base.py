@@ -1,0 +1,62 @@
+"""What every adapter returns, and the one error a whole file fails with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from schemas.runs import INCOMING_COLUMNS
+
+
+class FileProblem(ValueError):
+    """The file as a whole cannot be ingested; the message names the file and the fix."""
+
+
+PARSE_ERROR_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
+
+
+@dataclass
+class Batch:
+    """One source's rows in canonical form.
+
+    ``points`` holds one row per input row and loss (a run with eleven evaluation losses gives
+    eleven); ``raw`` keeps the input rows as read, so a rejected row can be stored verbatim;
+    ``parse_errors`` holds values an adapter could not read, as row-level reasons.
+    """
+
+    points: pl.DataFrame
+    raw: pl.DataFrame
+    rows_read: int
+    parse_errors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PARSE_ERROR_SCHEMA))
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add missing canonical columns as nulls and cast, in the canonical order."""
+    columns = []
+    for name, dtype in INCOMING_COLUMNS.items():
+        if name in frame.columns:
+            columns.append(pl.col(name).cast(dtype, strict=False))
+        elif name in ("fit_loss",):
+            columns.append(pl.lit(True, dtype=dtype).alias(name))
+        elif name == "tokens_derived":
+            columns.append(pl.lit(False, dtype=dtype).alias(name))
+        else:
+            columns.append(pl.lit(None, dtype=dtype).alias(name))
+    return frame.select(columns)
+
+
+def synthesized_run_names(frame: pl.DataFrame) -> pl.Expr:
+    """A run name for rows that carry none: the model size (curves) or size and tokens (final values).
+
+    Names are derived from the values so that the same run ingested twice gets the same run id.
+    """
+    size = pl.lit("N=") + pl.col("params").round(0).cast(pl.Int64, strict=False).cast(pl.String)
+    tokens = pl.lit(",D=") + pl.col("tokens").round(0).cast(pl.Int64, strict=False).cast(pl.String)
+    return (
+        pl.when(pl.col("run_name").is_not_null())
+        .then(pl.col("run_name"))
+        .when(pl.col("step").is_not_null())
+        .then(size)
+        .otherwise(size + tokens)
+    )

@@ -1,0 +1,141 @@
+"""Opening the registry: migrations for writers, bounded retries for readers, one writer at a time.
+
+DuckDB lets exactly one process open a file read-write, and while it does no other process can
+open it at all. So writers hold a connection only as long as a transaction needs it, and readers
+retry for a bounded time and then say plainly that the registry is busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_WAIT_SECONDS = 10.0
+
+
+class RegistryBusy(RuntimeError):
+    """Another process holds the registry file; carries how long we waited so the message can say so."""
+
+    def __init__(self, path: Path, waited: float):
+        self.path = path
+        self.waited = waited
+        super().__init__(
+            f"the registry {path} is busy: another process (a refit or an ingest) is writing it; "
+            f"waited {waited:.1f} s. Try again shortly, or read the exported files in exports/."
+        )
+
+
+class RegistryMissing(FileNotFoundError):
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"no registry at {path}: run 'make demo' or 'scalereg ingest FILE' first")
+
+
+def one(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> tuple | None:
+    """The first row of a query, reading the result to the end.
+
+    DuckDB 2 refuses further work on a connection while a result is only partly fetched, so
+    ``fetchone()`` on a multi-row (or even single-row) result is a trap; this helper is not.
+    """
+    rows = con.execute(query, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def _is_lock_error(error: BaseException) -> bool:
+    text = str(error)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The versioned migration files in order: (version, name, sql)."""
+    folder = resources.files("registry") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring an open registry up to the newest schema; returns the version it is at.
+
+    Each migration runs in its own transaction with its ``schema_version`` row, so an interrupted
+    upgrade leaves the registry at the last complete version.
+    """
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    current = one(con, "SELECT coalesce(max(version), 0) FROM schema_version")[0]
+    for version, name, sql in migrations():
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [version, name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        current = version
+    return current
+
+
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait
+    start = time.monotonic()
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as error:
+            if not _is_lock_error(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise RegistryBusy(path, time.monotonic() - start) from None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+@contextmanager
+def writer(path: Path, wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A migrated read-write connection, closed as soon as the caller is done with it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only=False, wait=wait)
+    try:
+        migrate(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def reader(path: Path, wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection: queries through it cannot change the registry."""
+    if not path.exists():
+        raise RegistryMissing(path)
+    con = _open(path, read_only=True, wait=wait)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or an error inside leaves no partial rows behind."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")

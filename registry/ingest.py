@@ -1,0 +1,302 @@
+"""Ingest one source into the registry: read, validate, reconcile with what is there, write atomically.
+
+Rules (ARCHITECTURE.md, "Nothing is lost"): every input row ends in ``runs``/``run_points`` or in
+``rejects`` with its reasons; every source is recorded in ``sources`` with its content hash;
+re-ingesting the same content is a no-op; one source is one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from registry.adapters import gadre, olmo_ladder
+from registry.adapters.base import Batch, FileProblem
+from registry.adapters.mapping import GENERIC, Mapping, load_mapping, read_with_mapping
+from registry.db import one, transaction
+from registry.home import PROJECT_ROOT, Home
+from registry.validate import flag_expressions, validate
+from schemas.runs import COMPUTE_TOLERANCE
+
+ADAPTERS: dict[str, Callable[[Path], Batch]] = {"gadre": gadre.read, "olmo_ladder": olmo_ladder.read}
+RUN_KEY = ["family", "run_name"]
+POINT_KEY = ["family", "run_name", "step", "loss_name"]
+SAME_VALUE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did, for the CLI, the sensor and asset metadata."""
+
+    name: str
+    path: str
+    sha256: str
+    status: str  # "ingested", "failed" or "unchanged"
+    source_id: int | None = None
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    runs_added: int = 0
+    error: str | None = None
+    families: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_rejected
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"families": list(self.families)}
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file, or of a folder's sorted relative paths and file contents."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _archive(home: Home, path: Path, sha256: str) -> Path:
+    """Keep a copy of every ingested input by content hash, so the registry never depends on the original."""
+    target = home.archive / sha256[:2] / sha256 / path.name
+    if not target.exists():
+        tmp = target.with_name(target.name + ".partial")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        shutil.copytree(path, tmp) if path.is_dir() else shutil.copyfile(path, tmp)
+        tmp.rename(target)
+    return target
+
+
+def _reject_frame(rows: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
+    expr = pl.lit(reason) if isinstance(reason, str) else reason
+    return rows.select(pl.col("row_number").cast(pl.Int64), expr.cast(pl.String).alias("reason"))
+
+
+def _within_file_duplicates(points: pl.DataFrame) -> pl.DataFrame:
+    """Rows repeating an earlier row's run, step and loss name: the later one is rejected, naming the first."""
+    first = points.with_columns(pl.col("row_number").min().over(POINT_KEY).alias("first_row"))
+    repeats = first.filter(pl.col("row_number") != pl.col("first_row")).select("row_number", "first_row").unique()
+    return _reject_frame(
+        repeats,
+        pl.lit("repeats row ") + pl.col("first_row").cast(pl.String)
+        + pl.lit(" of this file (same family, run, step and loss name); remove one of them"),
+    )
+
+
+def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
+    """One row per run from its final fitted point; compute is derived as 6ND only where not given."""
+    fit_points = points.filter(pl.col("fit_loss"))
+    runs = (
+        fit_points.sort(["step", "row_number"], nulls_last=False)
+        .group_by(RUN_KEY, maintain_order=True)
+        .last()
+        .rename({"step": "final_step"})
+    )
+    return runs.with_columns(
+        pl.col("flops").is_null().alias("flops_derived"),
+        pl.coalesce("flops", 6.0 * pl.col("params") * pl.col("tokens")).alias("flops"),
+        *flag_expressions(COMPUTE_TOLERANCE),
+    )
+
+
+def _run_ids(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
+    """Stable run ids: md5 of "family/run_name", so the same run from any file maps to one id."""
+    keys = runs.select(RUN_KEY)  # noqa: F841 - read by DuckDB's replacement scan
+    return con.sql("SELECT family, run_name, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM keys").pl()
+
+
+def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
+    """Incoming runs already in the registry: identical ones are duplicates, different ones conflicts."""
+    incoming = runs.select("run_id", "run_name", "params", "tokens", "loss")  # noqa: F841
+    found = con.sql(
+        """
+        SELECT i.run_id, s.name AS earlier_source, r.params AS old_params, r.tokens AS old_tokens, r.loss AS old_loss,
+               i.params, i.tokens, i.loss
+        FROM incoming i JOIN runs r USING (run_id) JOIN sources s USING (source_id)
+        """
+    ).pl()
+    if found.height == 0:
+        return pl.DataFrame(schema={"run_id": pl.String, "reason": pl.String})
+    same = pl.all_horizontal(
+        ((pl.col(new) - pl.col(f"old_{new}")).abs() <= SAME_VALUE_TOLERANCE * pl.col(f"old_{new}").abs())
+        for new in ("params", "tokens", "loss")
+    )
+    return found.select(
+        "run_id",
+        pl.when(same)
+        .then(pl.lit("run already in the registry from source '") + pl.col("earlier_source") + pl.lit("' with the same values; nothing to add"))
+        .otherwise(
+            pl.lit("conflicts with the same run from source '") + pl.col("earlier_source")
+            + pl.lit("' (there: N=") + pl.col("old_params").cast(pl.String) + pl.lit(", D=") + pl.col("old_tokens").cast(pl.String)
+            + pl.lit(", loss=") + pl.col("old_loss").cast(pl.String)
+            + pl.lit("; here: N=") + pl.col("params").cast(pl.String) + pl.lit(", D=") + pl.col("tokens").cast(pl.String)
+            + pl.lit(", loss=") + pl.col("loss").cast(pl.String)
+            + pl.lit("); if it is a different run give it a new run_name")
+        )
+        .alias("reason"),
+    )
+
+
+def _raw_rows(batch: Batch, row_numbers: pl.Series) -> pl.DataFrame:
+    """The rejected input rows as they were read, as JSON, with the member file they came from."""
+    raw = batch.raw.filter(pl.col("row_number").is_in(row_numbers.implode()))
+    if "raw" in raw.columns:
+        member = pl.col("member") if "member" in raw.columns else pl.lit(None, dtype=pl.String)
+        return raw.select("row_number", member.alias("member"), pl.col("raw").cast(pl.String))
+    # Floats go as text so NaN and infinity survive: JSON would turn them into null.
+    values = [
+        pl.col(c).cast(pl.String) if raw.schema[c].is_float() else pl.col(c)
+        for c in raw.columns if c != "row_number"
+    ]
+    return raw.select(
+        "row_number",
+        pl.lit(None, dtype=pl.String).alias("member"),
+        pl.struct(values).struct.json_encode().alias("raw"),
+    )
+
+
+def _record_failure(con, name, kind, adapter, citation, original, sha256, message) -> IngestReport:
+    with transaction(con):
+        # A failed attempt replaces an earlier failed attempt of the same content; successes are never touched.
+        con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [sha256])
+        source_id = one(con, "SELECT nextval('source_id_seq')")[0]
+        con.execute(
+            "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, sha256, ingested_at, status, error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'failed', ?)",
+            [source_id, name, kind, adapter, citation, original, sha256, datetime.now(timezone.utc), message],
+        )
+    return IngestReport(name=name, path=original, sha256=sha256, status="failed", source_id=source_id, error=message)
+
+
+def ingest_path(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    path: Path,
+    *,
+    name: str | None = None,
+    kind: str = "internal",
+    adapter: str = "mapping",
+    mapping: Mapping | Path | None = None,
+    family: str | None = None,
+    citation: str | None = None,
+) -> IngestReport:
+    """Ingest a file or folder; returns what happened. Never raises for bad input: it records it."""
+    path = Path(path)
+    original = display_path(path)
+    source_name = name or path.name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    sha256 = content_hash(path)
+    earlier = one(
+        con,
+        "SELECT source_id, name, rows_read, rows_accepted, rows_rejected FROM sources WHERE sha256 = ? AND status = 'ingested' "
+        "ORDER BY source_id LIMIT 1",
+        [sha256],
+    )
+    if earlier:
+        return IngestReport(
+            name=earlier[1], path=original, sha256=sha256, status="unchanged", source_id=earlier[0],
+            rows_read=earlier[2], rows_accepted=earlier[3], rows_rejected=earlier[4],
+        )
+    try:
+        if adapter == "mapping":
+            chosen = load_mapping(mapping) if isinstance(mapping, Path) else (mapping or GENERIC)
+            citation = citation or chosen.citation
+            source_name = name or chosen.name or path.name
+            batch = read_with_mapping(path, chosen, family=family)
+        elif adapter in ADAPTERS:
+            batch = ADAPTERS[adapter](path)
+        else:
+            raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
+    except FileProblem as problem:
+        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, str(problem))
+    return _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256)
+
+
+def _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256) -> IngestReport:
+    accepted, rejects = validate(batch)
+    duplicates = _within_file_duplicates(accepted)
+    if duplicates.height:
+        rejects = pl.concat([rejects, duplicates])
+        accepted = accepted.filter(~pl.col("row_number").is_in(duplicates.get_column("row_number").implode()))
+
+    runs = _assemble_runs(accepted)
+    runs = runs.join(_run_ids(con, runs), on=RUN_KEY, how="left")
+    conflicts = _conflicts(con, runs)
+    if conflicts.height:
+        bad = runs.join(conflicts, on="run_id").select(RUN_KEY + ["reason"])
+        rows = accepted.join(bad, on=RUN_KEY).select("row_number", "reason").unique()
+        rejects = pl.concat([rejects, rows])
+        accepted = accepted.filter(~pl.col("row_number").is_in(rows.get_column("row_number").implode()))
+        runs = runs.filter(~pl.col("run_id").is_in(conflicts.get_column("run_id").implode()))
+
+    reject_rows = (
+        rejects.group_by("row_number", maintain_order=True).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
+        .join(_raw_rows(batch, rejects.get_column("row_number").unique()), on="row_number", how="left")
+        .sort("row_number")
+    )
+    rows_accepted = accepted.get_column("row_number").n_unique()
+    rows_rejected = reject_rows.height
+    if rows_accepted + rows_rejected != batch.rows_read:
+        raise AssertionError(
+            f"{path.name}: {batch.rows_read} rows read but {rows_accepted} accepted + {rows_rejected} rejected; "
+            "nothing was written"
+        )
+    has_curves = accepted.get_column("step").is_not_null().any() or accepted.height > rows_accepted
+    points = accepted.join(runs.select(RUN_KEY + ["run_id"]), on=RUN_KEY) if has_curves else None  # noqa: F841
+
+    archived = _archive(home, path, sha256)
+    now = datetime.now(timezone.utc)
+    with transaction(con):
+        con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [sha256])
+        source_id = one(con, "SELECT nextval('source_id_seq')")[0]
+        con.execute(
+            "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, archive_path, sha256, ingested_at, "
+            "rows_read, rows_accepted, rows_rejected, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested')",
+            [source_id, source_name, kind, adapter, citation, original, str(archived), sha256, now,
+             batch.rows_read, rows_accepted, rows_rejected],
+        )
+        runs_frame = runs  # noqa: F841 - read by DuckDB's replacement scan
+        con.execute(
+            """
+            INSERT INTO runs (run_id, family, source_id, run_name, params, params_non_embedding, tokens, tokens_derived,
+                              unique_tokens, flops, flops_derived, loss, loss_name, final_step, flags, tags, row_number, ingested_at)
+            SELECT run_id, family, ?, run_name, params, params_non_embedding, tokens, tokens_derived, unique_tokens,
+                   flops, flops_derived, loss, loss_name, final_step, flags, tags::JSON, row_number, ?
+            FROM runs_frame
+            """,
+            [source_id, now],
+        )
+        if points is not None and points.height:
+            con.execute("INSERT INTO run_points SELECT run_id, step, tokens, loss_name, loss FROM points")
+        if reject_rows.height:
+            con.execute(
+                "INSERT INTO rejects SELECT ?, member, row_number, raw::JSON, reasons FROM reject_rows", [source_id]
+            )
+    return IngestReport(
+        name=source_name, path=original, sha256=sha256, status="ingested", source_id=source_id,
+        rows_read=batch.rows_read, rows_accepted=rows_accepted, rows_rejected=rows_rejected,
+        runs_added=runs.height, families=tuple(sorted(runs.get_column("family").unique().to_list())),
+    )

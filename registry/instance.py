@@ -1,0 +1,23 @@
+"""The local Dagster instance folder inside the home: created with the project's dagster.yaml."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from registry.home import PROJECT_ROOT, Home
+
+
+def prepare_dagster_home(home: Home) -> str:
+    """Make ``home.dagster`` a Dagster instance folder with the project's settings and point DAGSTER_HOME at it.
+
+    Kept outside pipelines/ so the CLI can set the environment before Dagster is imported.
+    """
+    home.ensure()
+    source = PROJECT_ROOT / "dagster.yaml"
+    target = home.dagster / "dagster.yaml"
+    if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
+        shutil.copyfile(source, target)
+    os.environ["DAGSTER_HOME"] = str(home.dagster)
+    os.environ.setdefault("SCALEREG_HOME", str(home.root))
+    return str(home.dagster)

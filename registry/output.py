@@ -1,0 +1,38 @@
+"""Printing frames for people (tables) and for programs (CSV, JSON) in one consistent way."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import polars as pl
+
+FORMATS = ("table", "csv", "json")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (NaN and infinity become null) so any planning tool can parse it."""
+    return json.dumps(_clean(value), indent=2, default=str, allow_nan=False)
+
+
+def render(frame: pl.DataFrame, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(frame.to_dicts())
+    if fmt == "csv":
+        flat = frame.with_columns(
+            [pl.col(c).cast(pl.List(pl.String)).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)]
+        )
+        return flat.write_csv()
+    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        return str(frame)

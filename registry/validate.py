@@ -1,0 +1,89 @@
+"""Row-level validation: every canonical point checked by the pandera model, failures turned into reasons.
+
+An input row is accepted only if all of its points pass; otherwise the whole row is rejected with
+every reason found, so a user fixes a row once rather than one error at a time.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.polars as pa
+
+from registry.adapters.base import Batch
+from schemas.families import family_problem
+from schemas.runs import DIVERGED_LOSS, MAX_PLAUSIBLE_LOSS, MIN_PLAUSIBLE_COUNT, IncomingPoint
+
+REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
+
+_MESSAGES = {
+    "not_nullable": "is missing",
+    "greater_than(0)": "must be greater than 0",
+    "finite": "must be a finite number (not NaN or infinity)",
+    "plausible_count": f"is below {MIN_PLAUSIBLE_COUNT:,.0f}: looks like a log10 value or a unit slip; give the raw count (e.g. 2.8e9) or use a mapping transform (log10, suffix)",
+    f"less_than_or_equal_to({MAX_PLAUSIBLE_LOSS})": f"is above {MAX_PLAUSIBLE_LOSS:g}, not a plausible cross-entropy in nats (a perplexity or a percentage?)",
+    "greater_than_or_equal_to(1)": "must be at least 1",
+    "greater_than_or_equal_to(0)": "must not be negative",
+    "dtype": "has the wrong type",
+}
+
+
+def _message(column: str, check: str, value: str | None, family_messages: dict[str, str]) -> str:
+    if column == "family" and check.startswith("str_matches"):
+        return family_messages.get(value or "", f"family {value!r} is not a key")
+    if check.startswith("dtype"):
+        return f"{column} has type {value}, expected a number; check the column holds plain numbers"
+    text = _MESSAGES.get(check, check)
+    shown = "" if value is None or check == "not_nullable" else f" = {value}"
+    return f"{column}{shown} {text}"
+
+
+def validate(batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a batch's points into accepted points and one reject row (with its reasons) per bad input row."""
+    points = batch.points
+    reasons = [batch.parse_errors.select(pl.col("row_number").cast(pl.Int64), "reason")]
+    try:
+        IncomingPoint.validate(points, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        if "index" in cases.columns and cases.get_column("index").null_count() < cases.height:
+            cases = cases.filter(pl.col("index").is_not_null())
+            bad_families = cases.filter(pl.col("column") == "family").get_column("failure_case").unique().to_list()
+            family_messages = {value: family_problem(value) or "" for value in bad_families if value is not None}
+            row_numbers = points.get_column("row_number")
+            reasons.append(
+                pl.DataFrame(
+                    {
+                        "row_number": [row_numbers[int(i)] for i in cases.get_column("index")],
+                        "reason": [
+                            _message(column, check, value, family_messages)
+                            for column, check, value in zip(
+                                cases.get_column("column"), cases.get_column("check"), cases.get_column("failure_case")
+                            )
+                        ],
+                    },
+                    schema=REJECT_SCHEMA,
+                )
+            )
+        else:
+            # A frame-level failure (a column of the wrong type) rejects every row with the same reason.
+            text = "; ".join(
+                _message(str(c), str(k), str(v), {}) for c, k, v in cases.select("column", "check", "failure_case").unique().rows()
+            )
+            reasons.append(points.select("row_number").unique().with_columns(pl.lit(text).alias("reason")))
+    rejected = pl.concat(reasons).unique(maintain_order=True)
+    rejected_rows = rejected.get_column("row_number").unique()
+    accepted = points.filter(~pl.col("row_number").is_in(rejected_rows.implode()))
+    return accepted, rejected
+
+
+def flag_expressions(tolerance: float) -> list[pl.Expr]:
+    """Flags that keep a run but tell fits and users to look twice; never silent corrections."""
+    six_nd = 6.0 * pl.col("params") * pl.col("tokens")
+    mismatch = pl.col("flops").is_not_null() & ((pl.col("flops") / six_nd - 1.0).abs() > tolerance)
+    return [
+        pl.concat_list(
+            pl.when(mismatch).then(pl.lit(["compute_mismatch"])).otherwise(pl.lit([], dtype=pl.List(pl.String))),
+            pl.when(pl.col("loss") > DIVERGED_LOSS).then(pl.lit(["diverged"])).otherwise(pl.lit([], dtype=pl.List(pl.String))),
+            pl.when(pl.col("tokens_derived")).then(pl.lit(["tokens_derived"])).otherwise(pl.lit([], dtype=pl.List(pl.String))),
+        ).alias("flags")
+    ]

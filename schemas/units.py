@@ -1,0 +1,52 @@
+"""Unit rules: how counts written the way people write them become plain numbers.
+
+Exports from spreadsheets and trackers write "2.8B" parameters, token counts in millions or as
+log10. Each rule is a polars expression over a string or numeric column, so a million-row file is
+converted without a Python loop; anything a rule cannot read becomes null and is reported by the
+caller as a row-level reason (never guessed).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+#: Suffixes that mean the same thing wherever they appear in a count of parameters or tokens.
+SUFFIX_MULTIPLIERS: dict[str, float] = {
+    "": 1.0,
+    "K": 1e3,
+    "M": 1e6,
+    "B": 1e9,
+    "G": 1e9,
+    "T": 1e12,
+}
+
+TRANSFORMS = ("suffix", "log10", "exp", "thousands", "millions", "billions", "trillions", "number")
+
+_SUFFIX_RE = r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KkMmBbGgTt]?)\s*$"
+
+
+def _as_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return expr.str.strip_chars().cast(pl.Float64, strict=False)
+    return expr.cast(pl.Float64, strict=False)
+
+
+def apply_transform(expr: pl.Expr, dtype: pl.DataType, transform: str) -> pl.Expr:
+    """A float expression for ``expr`` read under ``transform``; unreadable values become null."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"unknown transform {transform!r}; known: {', '.join(TRANSFORMS)}")
+    if transform == "suffix":
+        if dtype != pl.String:
+            return expr.cast(pl.Float64, strict=False)
+        text = expr.cast(pl.String)
+        number = text.str.extract(_SUFFIX_RE, 1).cast(pl.Float64, strict=False)
+        unit = text.str.extract(_SUFFIX_RE, 2).str.to_uppercase()
+        multiplier = unit.replace_strict(SUFFIX_MULTIPLIERS, default=None, return_dtype=pl.Float64)
+        return number * multiplier
+    value = _as_float(expr, dtype)
+    if transform == "log10":
+        return pl.lit(10.0) ** value
+    if transform == "exp":
+        return value.exp()
+    scale = {"thousands": 1e3, "millions": 1e6, "billions": 1e9, "trillions": 1e12}.get(transform, 1.0)
+    return value * scale
