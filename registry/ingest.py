@@ -8,7 +8,7 @@ re-ingesting the same content is a no-op; one source is one transaction.
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,8 +64,9 @@ def content_hash(path: Path) -> str:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
         with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+            if not path.is_dir():
+                return hashlib.file_digest(handle, "sha256").hexdigest()
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
 
 
@@ -79,13 +80,14 @@ def display_path(path: Path) -> str:
 def _archive(home: Home, path: Path, sha256: str) -> Path:
     """Keep a copy of every ingested input by content hash, so the registry never depends on the original."""
     target = home.archive / sha256[:2] / sha256 / path.name
-    if not target.exists():
-        tmp = target.with_name(target.name + ".partial")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-        shutil.copytree(path, tmp) if path.is_dir() else shutil.copyfile(path, tmp)
-        tmp.rename(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    shutil.copytree(path, tmp) if path.is_dir() else shutil.copyfile(path, tmp)
+    tmp.rename(target)
     return target
 
 
@@ -96,7 +98,10 @@ def _reject_frame(rows: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
 
 def _within_file_duplicates(points: pl.DataFrame) -> pl.DataFrame:
     """Rows repeating an earlier row's run, step and loss name: the later one is rejected, naming the first."""
-    first = points.with_columns(pl.col("row_number").min().over(POINT_KEY).alias("first_row"))
+    repeated = points.select(pl.struct(POINT_KEY).is_duplicated()).to_series()
+    if not repeated.any():
+        return pl.DataFrame(schema={"row_number": pl.Int64, "reason": pl.String})
+    first = points.filter(repeated).with_columns(pl.col("row_number").min().over(POINT_KEY).alias("first_row"))
     repeats = first.filter(pl.col("row_number") != pl.col("first_row")).select("row_number", "first_row").unique()
     return _reject_frame(
         repeats,
@@ -108,10 +113,12 @@ def _within_file_duplicates(points: pl.DataFrame) -> pl.DataFrame:
 def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
     """One row per run from its final fitted point; compute is derived as 6ND only where not given."""
     fit_points = points.filter(pl.col("fit_loss"))
+    # Duplicates are already rejected, so (run, step) is unique among fitted points and the
+    # final point is simply the one with the largest step (a run without steps has one point).
+    last = pl.col("step").fill_null(-1).arg_max()
     runs = (
-        fit_points.sort(["step", "row_number"], nulls_last=False)
-        .group_by(RUN_KEY, maintain_order=True)
-        .last()
+        fit_points.group_by(RUN_KEY, maintain_order=True)
+        .agg(pl.exclude(RUN_KEY).get(last))
         .rename({"step": "final_step"})
     )
     return runs.with_columns(
@@ -257,14 +264,16 @@ def _write(con, home, path, batch, source_name, kind, adapter, citation, origina
         .join(_raw_rows(batch, rejects.get_column("row_number").unique()), on="row_number", how="left")
         .sort("row_number")
     )
-    rows_accepted = accepted.get_column("row_number").n_unique()
+    # one point per row is the common case (a table of final values or one loss per step)
+    one_point_per_row = batch.points.height == batch.rows_read
+    rows_accepted = accepted.height if one_point_per_row else accepted.get_column("row_number").n_unique()
     rows_rejected = reject_rows.height
     if rows_accepted + rows_rejected != batch.rows_read:
         raise AssertionError(
             f"{path.name}: {batch.rows_read} rows read but {rows_accepted} accepted + {rows_rejected} rejected; "
             "nothing was written"
         )
-    has_curves = accepted.get_column("step").is_not_null().any() or accepted.height > rows_accepted
+    has_curves = not one_point_per_row or accepted.get_column("step").is_not_null().any()
     points = accepted.join(runs.select(RUN_KEY + ["run_id"]), on=RUN_KEY) if has_curves else None  # noqa: F841
 
     archived = _archive(home, path, sha256)

@@ -33,6 +33,6 @@ def render(frame: pl.DataFrame, fmt: str) -> str:
         flat = frame.with_columns(
             [pl.col(c).cast(pl.List(pl.String)).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)]
         )
-        return flat.write_csv()
+        return flat.write_csv().rstrip("\n")
     with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         return str(frame)

@@ -1,4 +1,6 @@
 -- Sources, runs, per-step points and rejects: the validated registry of training runs.
+-- No secondary indexes: DuckDB's zone maps serve the scans these tables get, and an ART index
+-- would make every million-row curve insert several times slower.
 CREATE SEQUENCE IF NOT EXISTS source_id_seq START 1;
 
 CREATE TABLE sources (
@@ -38,7 +40,6 @@ CREATE TABLE runs (
     row_number            BIGINT NOT NULL,
     ingested_at           TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX runs_family ON runs (family);
 
 CREATE TABLE run_points (
     run_id     VARCHAR NOT NULL,
@@ -47,7 +48,6 @@ CREATE TABLE run_points (
     loss_name  VARCHAR NOT NULL,
     loss       DOUBLE NOT NULL
 );
-CREATE INDEX run_points_run ON run_points (run_id);
 
 CREATE TABLE rejects (
     source_id   BIGINT NOT NULL,
@@ -56,4 +56,3 @@ CREATE TABLE rejects (
     raw         JSON,
     reasons     VARCHAR[] NOT NULL
 );
-CREATE INDEX rejects_source ON rejects (source_id);

@@ -1,0 +1,74 @@
+"""Declarative mappings read real-world exports without code: renamed columns, suffixes, log10, no header."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.ingest import ingest_path
+from tests.conftest import rows, write_csv
+
+
+def mapping(tmp_path, text):
+    path = tmp_path / "map.toml"
+    path.write_text(text.strip() + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_headerless_csv_is_read_by_column_position(con, home, tmp_path):
+    data = write_csv(tmp_path / "export.csv", "gpt-small,125000000,2500000000,3.3\ngpt-medium,350000000,7000000000,2.9")
+    spec = mapping(tmp_path, """
+family = "gpt-sweep"
+header = false
+loss_name = "val/c4"
+[columns]
+run_name = "0"
+params = "1"
+tokens = "2"
+loss = "3"
+""")
+    report = ingest_path(con, home, data, mapping=spec)
+    assert (report.status, report.rows_accepted) == ("ingested", 2)
+    assert rows(con, "SELECT run_name, params, tokens, loss, loss_name FROM runs ORDER BY params") == [
+        ("gpt-small", 125e6, 2.5e9, 3.3, "val/c4"),
+        ("gpt-medium", 350e6, 7e9, 2.9, "val/c4"),
+    ]
+
+
+def test_suffixed_and_log10_columns_are_converted_and_the_family_is_slugified(con, home, tmp_path):
+    data = write_csv(
+        tmp_path / "sweep.csv",
+        'num_params,num_token,data,loss,notes\n2.8B,10.5,"C4 Web",2.4,first\n70M,9.0,"C4 Web",3.6,second\n11%,9.0,"C4 Web",3.6,third',
+    )
+    spec = mapping(tmp_path, """
+family_column = "data"
+[columns]
+params = "num_params"
+tokens = "num_token"
+loss = "loss"
+[transforms]
+params = "suffix"
+tokens = "log10"
+""")
+    report = ingest_path(con, home, data, mapping=spec)
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (3, 2, 1)
+    got = rows(con, "SELECT family, params, tokens, tags->>'notes' FROM runs ORDER BY params")
+    assert got[0][0] == "c4-web" and got[0][1] == 70e6 and got[0][2] == pytest.approx(1e9) and got[0][3] == "second"
+    assert got[1][1] == pytest.approx(2.8e9) and got[1][2] == pytest.approx(10**10.5)
+    (reasons,) = rows(con, "SELECT reasons FROM rejects")[0]
+    assert "params (column 'num_params') = 11% cannot be read as suffix" in reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('family = "f"\n[columns]\nparams = "num_params"\ntokens = "t"\nloss = "l"\n[transforms]\nparams = "furlongs"', "line 7: unknown transform 'furlongs'"),
+        ('family = "f"\n[columns]\nparameters = "p"', "line 3: 'parameters' is not a canonical column"),
+        ('family = "f"\ncolour = "blue"', "line 2: unknown key 'colour'"),
+        ('family = "f"\n[columns]\nparams = "no_such_column"\ntokens = "t"\nloss = "l"', "line 3 names column(s) not in the file: params = 'no_such_column'"),
+    ],
+)
+def test_a_mapping_mistake_fails_the_file_naming_the_mapping_line(con, home, tmp_path, text, expected):
+    data = write_csv(tmp_path / "d.csv", "num_params,t,l\n1e8,2e9,3.1")
+    report = ingest_path(con, home, data, mapping=mapping(tmp_path, text))
+    assert report.status == "failed"
+    assert "map.toml" in report.error and expected in report.error, report.error
