@@ -2,6 +2,7 @@
 
 import typer
 
+from registry import cli_planning  # noqa: F401 - registers the planners' commands on the app
 from registry.cli import app
 from registry.cli import main as registry_main
 from registry.home import Home
@@ -13,6 +14,28 @@ def demo() -> None:
     from pipelines.demo import run_demo
 
     run_demo(Home.from_env(), echo=typer.echo)
+
+
+@app.command("refit")
+def refit_command(
+    family: list[str] = typer.Option(None, "--family", help="only these families (default: all)"),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the Chinchilla fit"),
+) -> None:
+    """Refit families in-process through the Dagster job (only changed data or code gets a new version)."""
+    from pipelines.runner import refit
+    from registry.cli import fail
+    from schemas.families import family_problem
+
+    for key in family or []:
+        if problem := family_problem(key):
+            fail(problem)
+    config = {"ops": {"fits": {"config": {"bootstrap_resamples": bootstrap}}}}
+    results = refit(Home.from_env(), list(family) if family else None, run_config=config)
+    fitted = [
+        e.materialization.metadata["fitted"].value
+        for r in results for e in r.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"
+    ]
+    typer.echo("refit: " + ("; ".join(sorted(set(fitted))) or "no families"))
 
 
 @app.command()

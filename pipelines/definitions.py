@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from pipelines.defs import ingest_assets, landing_sensor, resources
+from pipelines.defs import fit_assets, ingest_assets, landing_sensor, refit_triggers, resources
 from registry.home import Home
 
 
@@ -14,6 +14,8 @@ def build_defs(home: Home | None = None) -> dg.Definitions:
         resources.defs(chosen),
         ingest_assets.defs(),
         landing_sensor.defs(),
+        fit_assets.defs(),
+        refit_triggers.defs(),
     )
 
 

@@ -53,6 +53,7 @@ def ingest(
     fmt: FormatOption = "table",
 ) -> None:
     """Validate and ingest one file; rejected rows are kept in `rejects` with their reasons."""
+    from registry.adapters.base import FileProblem
     from registry.ingest import ingest_path
     from schemas.families import family_problem
 
@@ -64,8 +65,13 @@ def ingest(
     if mapping is not None and not mapping.is_file():
         fail(f"{mapping}: no such mapping file")
     home = Home.from_env().ensure()
-    with writer(home.registry) as con:
-        report = ingest_path(con, home, path, family=family, mapping=mapping, kind="internal")
+    try:
+        with writer(home.registry) as con:
+            report = ingest_path(con, home, path, family=family, mapping=mapping, kind="internal")
+    except FileProblem as problem:
+        fail(str(problem))
+    except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded
+        fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
     if fmt == "json":
         typer.echo(to_json(report.as_dict()))
     else:
@@ -87,19 +93,29 @@ def sql(
     query: Annotated[str, typer.Argument(help="a SQL query; the registry is opened read-only")],
     fmt: FormatOption = "table",
 ) -> None:
-    """Run a read-only SQL query on the registry."""
+    """Run a read-only SQL query on the registry (no file or network access: COPY, ATTACH, read_csv are refused)."""
     check_format(fmt)
     home = Home.from_env()
     with reader(home.registry) as con:
         try:
+            # Read-only stops changes to the registry; this also stops a query from writing or reading
+            # other files (COPY ... TO, EXPORT, ATTACH, read_csv) or installing extensions. Neither
+            # setting can be turned back on from a query.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
             frame = con.sql(query)
             if frame is None:
                 fail("the statement returned no rows (only queries are allowed; the registry is read-only)")
             result = frame.pl()
         except duckdb.Error as error:
-            text = str(error).splitlines()[0]
+            text = str(error).splitlines()[0] if str(error) else type(error).__name__
             if "read-only" in text.lower():
                 fail(f"the registry is opened read-only; statements that change it are refused ({text})")
+            if isinstance(error, duckdb.PermissionException) or "disabled by configuration" in text or "locked" in text:
+                fail(
+                    "scalereg sql reads only the registry: files, other databases, extensions and settings are "
+                    f"out of reach ({text}); to export, use --format csv or json and redirect the output"
+                )
             fail(f"query failed: {text}")
     typer.echo(render(result, fmt))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from registry.adapters import gadre, olmo_ladder
+from registry.adapters import gadre, olmo_ladder, tables
 from registry.adapters.base import Batch, FileProblem
 from registry.adapters.mapping import GENERIC, Mapping, load_mapping, read_with_mapping
 from registry.db import one, transaction
@@ -30,6 +31,9 @@ ADAPTERS: dict[str, Callable[[Path], Batch]] = {"gadre": gadre.read, "olmo_ladde
 RUN_KEY = ["family", "run_name"]
 POINT_KEY = ["family", "run_name", "step", "loss_name"]
 SAME_VALUE_TOLERANCE = 1e-9
+#: Archived copies keep the input's name only as far as it is safe in any folder on any system.
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+=@-]+")
+MAX_ARCHIVE_NAME = 120
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,39 @@ def display_path(path: Path) -> str:
         return str(path.resolve())
 
 
+def fingerprint(path: Path, size: int) -> str:
+    """sha256 of a file's size, first and last MiB: identifies a file too large to read whole."""
+    digest = hashlib.sha256(f"size={size}".encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
+def safe_file_name(name: str) -> str:
+    """A name that stays one plain file inside its folder: no separators, no '..', no hidden or huge names."""
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", name).lstrip(".")
+    stem, dot, suffix = cleaned.rpartition(".")
+    if not dot or len(suffix) > 16:
+        stem, suffix = cleaned, ""
+    keep = MAX_ARCHIVE_NAME - len(suffix) - 1
+    cleaned = stem[:keep] + ("." + suffix if suffix else "")
+    return cleaned.strip("._") and cleaned or "input"
+
+
 def _archive(home: Home, path: Path, sha256: str) -> Path:
-    """Keep a copy of every ingested input by content hash, so the registry never depends on the original."""
-    target = home.archive / sha256[:2] / sha256 / path.name
+    """Keep a copy of every ingested input by content hash, so the registry never depends on the original.
+
+    Only a sanitised name is used under ``archive/<hash>/``, so no input name can place the copy
+    anywhere else (``..``, separators, a name of its own hash folder).
+    """
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    archive = home.archive.resolve()
+    target = archive / sha256[:2] / sha256 / safe_file_name(path.resolve().name)
+    if target.parent.parent.parent != archive:
+        raise ValueError(f"archive path {target} would leave {archive}")
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +203,7 @@ def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFra
 def _raw_rows(batch: Batch, row_numbers: pl.Series) -> pl.DataFrame:
     """The rejected input rows as they were read, as JSON, with the member file they came from."""
     raw = batch.raw.filter(pl.col("row_number").is_in(row_numbers.implode()))
-    if "raw" in raw.columns:
+    if "raw" in raw.columns and set(raw.columns) <= {"row_number", "member", "raw"}:  # adapters give raw JSON
         member = pl.col("member") if "member" in raw.columns else pl.lit(None, dtype=pl.String)
         return raw.select("row_number", member.alias("member"), pl.col("raw").cast(pl.String))
     # Floats go as text so NaN and infinity survive: JSON would turn them into null.
@@ -215,6 +249,12 @@ def ingest_path(
     source_name = name or path.name
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if problem := tables.kind_problem(path):
+        raise FileProblem(problem)  # a pipe or device has no content to hash or record
+    if path.is_file() and (problem := tables.size_problem(path)):
+        # Refused before hashing too: the record identifies the file by its size and ends only.
+        sha256 = fingerprint(path, path.stat().st_size)
+        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, problem)
     sha256 = content_hash(path)
     earlier = one(
         con,
@@ -239,7 +279,24 @@ def ingest_path(
             raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
     except FileProblem as problem:
         return _record_failure(con, source_name, kind, adapter, citation, original, sha256, str(problem))
-    return _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256)
+    except (Exception, tables.PanicException) as error:  # noqa: BLE001 - the file is recorded, never half-read
+        message = (
+            f"{path.name}: could not be read ({type(error).__name__}: {tables.first_line(error)}); nothing was written. "
+            "This is a bug in scalereg's reader: please report it with the file."
+        )
+        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, message)
+    try:
+        return _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256)
+    except (duckdb.Error, pl.exceptions.PolarsError, AssertionError, tables.PanicException) as error:
+        # The file's transaction was rolled back: record that it failed rather than leave no trace.
+        message = (
+            f"{path.name}: could not be written ({type(error).__name__}: {tables.first_line(error)}); nothing was "
+            "written. This is a bug in scalereg's ingest: please report it with the file."
+        )
+        try:
+            return _record_failure(con, source_name, kind, adapter, citation, original, sha256, message)
+        except duckdb.Error:
+            raise error from None
 
 
 def _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256) -> IngestReport:

@@ -88,6 +88,10 @@ PUBLISHED: tuple[PublishedSource, ...] = (
 
 BY_KEY = {source.key: source for source in PUBLISHED}
 
+#: Fit options a family's own paper prescribes: Besiroglu et al. 2024 drop the five highest-loss
+#: Chinchilla points before fitting (they sit far off the fitted surface).
+FAMILY_FIT_OPTIONS: dict[str, dict[str, int]] = {"chinchilla": {"exclude_top_loss": 5}}
+
 
 def ingest_published(
     con: duckdb.DuckDBPyConnection, home: Home, source: PublishedSource, root: Path = PUBLISHED_DIR

@@ -17,6 +17,7 @@ REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
 
 _MESSAGES = {
     "not_nullable": "is missing",
+    "not_nullable(NaN)": "is missing (NaN); give a finite number",
     "greater_than(0)": "must be greater than 0",
     "finite": "must be a finite number (not NaN or infinity)",
     "plausible_count": f"is below {MIN_PLAUSIBLE_COUNT:,.0f}: looks like a log10 value or a unit slip; give the raw count (e.g. 2.8e9) or use a mapping transform (log10, suffix)",
@@ -32,9 +33,27 @@ def _message(column: str, check: str, value: str | None, family_messages: dict[s
         return family_messages.get(value or "", f"family {value!r} is not a key")
     if check.startswith("dtype"):
         return f"{column} has type {value}, expected a number; check the column holds plain numbers"
+    if check == "not_nullable" and value == "NaN":
+        check = "not_nullable(NaN)"
     text = _MESSAGES.get(check, check)
-    shown = "" if value is None or check == "not_nullable" else f" = {value}"
+    shown = "" if value is None or check.startswith("not_nullable") else f" = {value}"
     return f"{column}{shown} {text}"
+
+
+def _plain_cases(cases: pl.DataFrame, parse_errors: pl.DataFrame, row_numbers: pl.Series) -> pl.DataFrame:
+    """One reason per problem: a value already reported as unreadable is not also "missing", and a
+    NaN is reported once (as missing), not also as "not finite"."""
+    cases = cases.with_columns(pl.col("index").cast(pl.Int64), pl.col("failure_case").cast(pl.String))
+    nan = cases.filter((pl.col("check") == "not_nullable") & (pl.col("failure_case") == "NaN"))
+    cases = cases.join(nan.select("index", "column", pl.lit("finite").alias("check")), on=["index", "column", "check"], how="anti")
+    if parse_errors.height == 0:
+        return cases
+    unreadable = parse_errors.select(
+        pl.col("row_number").cast(pl.Int64), pl.col("reason").str.extract(r"^([a-z_]+) ", 1).alias("column"),
+        pl.lit("not_nullable").alias("check"),
+    ).drop_nulls().unique()
+    located = cases.with_columns(row_numbers.gather(cases.get_column("index")).alias("row_number"))
+    return located.join(unreadable, on=["row_number", "column", "check"], how="anti").drop("row_number")
 
 
 def validate(batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -46,7 +65,9 @@ def validate(batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         if "index" in cases.columns and cases.get_column("index").null_count() < cases.height:
-            cases = cases.filter(pl.col("index").is_not_null())
+            cases = _plain_cases(
+                cases.filter(pl.col("index").is_not_null()), batch.parse_errors, points.get_column("row_number")
+            )
             bad_families = cases.filter(pl.col("column") == "family").get_column("failure_case").unique().to_list()
             family_messages = {value: family_problem(value) or "" for value in bad_families if value is not None}
             row_numbers = points.get_column("row_number")

@@ -12,7 +12,8 @@ MAX_FAMILY_LENGTH = 64
 
 def is_family_key(value: object) -> bool:
     """True when ``value`` can be used unchanged as a partition key, a file name and a SQL value."""
-    return isinstance(value, str) and bool(_FAMILY_RE.match(value))
+    # fullmatch, not match: with ``$`` a trailing newline ("fam\n") would otherwise pass.
+    return isinstance(value, str) and _FAMILY_RE.fullmatch(value) is not None
 
 
 def slugify(value: str) -> str:
@@ -34,8 +35,13 @@ def family_problem(value: object) -> str | None:
     if is_family_key(value):
         return None
     suggestion = slugify(value)
-    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    hint = (
+        f"; did you mean '{suggestion}'?"
+        if suggestion
+        else "; choose a key such as 'my-model-v1' (or map the names to keys with family_values in a mapping)"
+    )
+    shown = repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
     return (
-        f"family {value[:80]!r} is not a key: use 1-64 lower-case letters, digits and '-' "
+        f"family {shown} is not a key: use 1-{MAX_FAMILY_LENGTH} lower-case letters, digits and '-' "
         f"(no leading or trailing '-'){hint}"
     )

@@ -23,6 +23,10 @@ SUFFIX_MULTIPLIERS: dict[str, float] = {
 TRANSFORMS = ("suffix", "log10", "exp", "thousands", "millions", "billions", "trillions", "number")
 
 _SUFFIX_RE = r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KkMmBbGgTt]?)\s*$"
+#: A value written with a unit suffix ("2.8B", "70M"); used to explain why a loss cannot have one.
+SUFFIXED_RE = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*[KkMmBbGgTt]\s*$"
+#: A percentage ("11%"): never a count or a loss, so never converted.
+PERCENT_RE = r"%\s*$"
 
 
 def _as_float(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -39,10 +43,13 @@ def apply_transform(expr: pl.Expr, dtype: pl.DataType, transform: str) -> pl.Exp
         if dtype != pl.String:
             return expr.cast(pl.Float64, strict=False)
         text = expr.cast(pl.String)
+        # A plain number first (this also reads "nan" and "inf", so validation can name them);
+        # then a number with a suffix. Anything else ("11%", "2.8 billion") stays null.
+        plain = text.str.strip_chars().cast(pl.Float64, strict=False)
         number = text.str.extract(_SUFFIX_RE, 1).cast(pl.Float64, strict=False)
         unit = text.str.extract(_SUFFIX_RE, 2).str.to_uppercase()
         multiplier = unit.replace_strict(SUFFIX_MULTIPLIERS, default=None, return_dtype=pl.Float64)
-        return number * multiplier
+        return pl.coalesce(plain, number * multiplier)
     value = _as_float(expr, dtype)
     if transform == "log10":
         return pl.lit(10.0) ** value

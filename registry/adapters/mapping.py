@@ -6,6 +6,7 @@ itself the identity mapping, so every tabular source goes through this one reade
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,11 @@ import polars as pl
 from registry.adapters.base import PARSE_ERROR_SCHEMA, Batch, FileProblem, canonical, synthesized_run_names
 from registry.adapters.tables import read_table
 from schemas.families import slugify
-from schemas.units import TRANSFORMS, apply_transform
+from schemas.units import PERCENT_RE, SUFFIXED_RE, TRANSFORMS, apply_transform
 
 NUMERIC_COLUMNS = ("params", "params_non_embedding", "tokens", "unique_tokens", "flops", "loss", "step")
+#: Columns that count something: "2.8B" or "32K" is unambiguous for them, never for a loss.
+COUNT_COLUMNS = ("params", "params_non_embedding", "tokens", "unique_tokens", "flops", "step")
 TEXT_COLUMNS = ("family", "run_name", "loss_name", "tags")
 CANONICAL_COLUMNS = NUMERIC_COLUMNS + TEXT_COLUMNS
 TOP_LEVEL_KEYS = {
@@ -67,8 +70,13 @@ GENERIC = Mapping(
 
 def load_mapping(path: Path) -> Mapping:
     """Parse and check a mapping file; every mistake names its line."""
-    text = path.read_text(encoding="utf-8")
     origin = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MappingProblem(f"mapping {origin}: not UTF-8 text; save it as UTF-8.") from None
+    except OSError as error:
+        raise MappingProblem(f"mapping {origin}: cannot be read ({error.strerror or error}).") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -112,10 +120,13 @@ def load_mapping(path: Path) -> Mapping:
 
 
 def _missing_columns_message(path: Path, missing: list[str], found: list[str], mapping: Mapping) -> str:
-    shown = ", ".join(found[:20]) + (" ..." if len(found) > 20 else "")
+    shown = ", ".join(repr(c) for c in found[:20]) + (" ..." if len(found) > 20 else "")
     hint = ""
     if len(found) == 1 and any(sep in found[0] for sep in (";", "\t", "|")):
         hint = " The header looks like one column: is the delimiter ';', tab or '|'? Set delimiter in a mapping."
+    near = {m: c for m in missing for c in found if c != m and c.strip().lower().replace(" ", "_") == m}
+    if near:
+        hint += " Names differ only in case or spaces: " + ", ".join(f"{c!r} should be {m!r}" for m, c in near.items()) + "."
     where = "" if mapping is GENERIC else f" (mapping {mapping.origin})"
     return (
         f"{path.name}: missing required column(s) {', '.join(repr(m) for m in missing)}{where}; "
@@ -126,8 +137,18 @@ def _missing_columns_message(path: Path, missing: list[str], found: list[str], m
 
 def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None = None) -> Batch:
     """Read ``path`` and map it to canonical rows; unmapped columns are kept in ``tags``."""
-    frame = read_table(path, header=mapping.header, delimiter=mapping.delimiter)
+    text_columns = tuple(column for name, column in mapping.columns.items() if name in TEXT_COLUMNS)
+    if mapping.family_column and not (family or mapping.family):
+        text_columns += (mapping.family_column,)
+    frame = read_table(path, header=mapping.header, delimiter=mapping.delimiter, text_columns=text_columns)
+    if "row_number" in frame.columns:  # the name is ours; the file's column is kept (in tags) under another
+        frame = frame.rename({"row_number": "row_number_in_file"})
     frame = frame.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
+    # Blank lines (every cell empty) are not rows: they carry nothing to keep or reject. Row numbers
+    # are given first, so they still count the file's data lines.
+    frame = frame.filter(~pl.all_horizontal(pl.exclude("row_number").is_null()))
+    if frame.height == 0:
+        raise FileProblem(f"{path.name}: has no data rows (only a header and blank lines); add the runs and drop it again.")
     present = {canonical_name: column for canonical_name, column in mapping.columns.items() if column in frame.columns}
 
     if mapping is not GENERIC:
@@ -154,15 +175,22 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
     for canonical_name, column in present.items():
         dtype = frame.schema[column]
         if canonical_name in NUMERIC_COLUMNS:
-            transform = mapping.transforms.get(canonical_name, "suffix" if dtype == pl.String else "number")
-            expr = apply_transform(pl.col(column), dtype, transform)
+            source, source_dtype = pl.col(column), dtype
+            if not (dtype.is_numeric() or dtype in (pl.String, pl.Null)):
+                # true/false, dates, lists: never a number; read as text so the row is rejected naming the value
+                source, source_dtype = as_text(pl.col(column), dtype), pl.String
+            default = "suffix" if source_dtype == pl.String and canonical_name in COUNT_COLUMNS else "number"
+            transform = mapping.transforms.get(canonical_name, default)
+            expr = apply_transform(source, source_dtype, transform)
             if canonical_name == "step":
-                expr = expr.round(0).cast(pl.Int64, strict=False)
+                # steps are whole numbers: 1000.0 is step 1000, 1.5 is a mistake and rejected
+                expr = pl.when(expr == expr.round(0)).then(expr).cast(pl.Int64, strict=False)
             expressions.append(expr.alias(canonical_name))
-            if dtype == pl.String or transform not in ("number",):
-                parse_checks.append((canonical_name, column))
+            parse_checks.append((canonical_name, column))
+        elif canonical_name == "tags":
+            continue  # normalised to JSON below
         else:
-            expressions.append(pl.col(column).cast(pl.String).alias(canonical_name))
+            expressions.append(as_text(pl.col(column), dtype).alias(canonical_name))
 
     if family_source:
         expressions.append(pl.lit(family_source).alias("family"))
@@ -172,17 +200,21 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
             expressions.append(raw_family.replace(mapping.family_values).alias("family"))
         elif mapping.slugify_family:
             values = frame.get_column(family_column).cast(pl.String).unique().drop_nulls().to_list()
-            expressions.append(raw_family.replace({v: slugify(v) for v in values}).alias("family"))
+            # a name with nothing to slugify ("模型") stays as it is, so its row is rejected naming it
+            expressions.append(raw_family.replace({v: slugify(v) or v for v in values}).alias("family"))
         else:
             expressions.append(raw_family.alias("family"))
     if "loss_name" not in present:
         expressions.append(pl.lit(mapping.loss_name or DEFAULT_LOSS_NAME).alias("loss_name"))
+    given_tags = _tags_as_json(frame, present["tags"]) if "tags" in present else None
     if extras:
         extra_struct = pl.struct([pl.col(c) for c in extras]).struct.json_encode()
-        tags = extra_struct if "tags" not in present else pl.concat_str(
-            [pl.lit('{"tags":'), pl.col(present["tags"]).cast(pl.String).str.json_encode(), pl.lit(","), extra_struct.str.slice(1)]
+        tags = extra_struct if given_tags is None else pl.concat_str(
+            [pl.lit('{"tags":'), given_tags.fill_null("null"), pl.lit(","), extra_struct.str.slice(1)]
         )
         expressions.append(tags.alias("tags"))
+    elif given_tags is not None:
+        expressions.append(given_tags.alias("tags"))
 
     mapped = frame.select(expressions)
     if "tokens" not in present:
@@ -193,20 +225,72 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
 
     errors = []
     for canonical_name, column in parse_checks:
-        failed = frame.select("row_number", pl.col(column).alias("value")).with_columns(
+        dtype = frame.schema[column]
+        failed = frame.select("row_number", as_text(pl.col(column), dtype).alias("value")).with_columns(
             mapped.get_column(canonical_name).alias("parsed")
         ).filter(pl.col("value").is_not_null() & pl.col("parsed").is_null())
         if failed.height:
             transform = mapping.transforms.get(canonical_name, "a number")
+            used_transform = mapping.transforms.get(canonical_name) or (
+                "suffix" if frame.schema[column] == pl.String and canonical_name in COUNT_COLUMNS else "number"
+            )
             errors.append(
                 failed.select(
                     "row_number",
                     (
                         pl.lit(f"{canonical_name} (column {column!r}) = ")
-                        + pl.col("value").cast(pl.String).str.slice(0, 40)
-                        + pl.lit(f" cannot be read as {transform}; write a plain number such as 2.8e9")
+                        + pl.col("value").str.slice(0, 40)
+                        + pl.lit(f" cannot be read as {transform}; ")
+                        + _why_unreadable(canonical_name, dtype, used_transform)
                     ).alias("reason"),
                 )
             )
     parse_errors = pl.concat(errors) if errors else pl.DataFrame(schema=PARSE_ERROR_SCHEMA)
     return Batch(points=mapped, raw=frame, rows_read=frame.height, parse_errors=parse_errors)
+
+
+def as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Any column as text: lists and structs as JSON, everything else by its usual spelling."""
+    if dtype == pl.String:
+        return expr
+    if dtype.is_nested():
+        return pl.struct(expr.alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
+    return expr.cast(pl.String, strict=False)
+
+
+def _why_unreadable(canonical_name: str, dtype: pl.DataType, transform: str) -> pl.Expr:
+    """The fix for a value a unit rule could not read, phrased for what the value looks like."""
+    if not (dtype.is_numeric() or dtype in (pl.String, pl.Null)):
+        return pl.lit(f"the column holds {dtype} values, not numbers; export it as plain numbers such as 2.8e9")
+    if canonical_name == "step":
+        return pl.lit("a step is a whole number such as 1000")
+    value = pl.col("value")
+    if canonical_name == "loss":
+        return (
+            pl.when(value.str.contains(PERCENT_RE))
+            .then(pl.lit("a percentage is not a loss; give the cross-entropy in nats, such as 2.9"))
+            .when(value.str.contains(SUFFIXED_RE))
+            .then(pl.lit("a loss takes no unit suffix; write a plain number such as 2.9"))
+            .otherwise(pl.lit("write a plain number such as 2.9"))
+        )
+    plain = "write a plain number such as 2.8e9" + (", or with a K, M, B or T suffix such as 2.8B" if transform == "suffix" else "")
+    return (
+        pl.when(value.str.contains(PERCENT_RE))
+        .then(pl.lit("a percentage is not a count; give the count itself, such as 2.8e9"))
+        .otherwise(pl.lit(plain))
+    )
+
+
+def _tags_as_json(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """The tags column as JSON text: valid JSON is kept as it is, anything else as a JSON string (never lost)."""
+    dtype = frame.schema[column]
+    if dtype.is_nested():
+        return pl.struct(pl.col(column).alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
+    text = frame.get_column(column).cast(pl.String, strict=False)
+    encoded: dict[str, str] = {}
+    for value in text.unique().drop_nulls().to_list():
+        try:
+            encoded[value] = json.dumps(json.loads(value), allow_nan=False)
+        except (ValueError, RecursionError):
+            encoded[value] = json.dumps(value)
+    return pl.col(column).cast(pl.String, strict=False).replace_strict(encoded, default=None, return_dtype=pl.String)

@@ -1,10 +1,16 @@
 """Reading a data file into a polars frame, refusing what must never be read.
 
 Data files are parsed, never executed: pickles and other object formats are refused outright.
+Whatever goes wrong while reading becomes a :class:`FileProblem` naming the file, the line where
+one can be found, and the fix; nothing from a parser reaches the user as a traceback.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import re
+import stat
 from pathlib import Path
 
 import polars as pl
@@ -17,8 +23,40 @@ JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 REFUSED_SUFFIXES = {".pkl", ".pickle", ".joblib", ".npy", ".npz", ".pt", ".pth", ".ckpt", ".dill"}
 #: Larger files are refused with this limit in the message rather than risk the machine's memory.
 MAX_FILE_BYTES = 1 << 30
+#: A Parquet file is compressed: its row count is checked too, before anything is decompressed.
+MAX_ROWS = 100_000_000
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+NULL_VALUES = ["", "NA", "N/A", "null", "None"]
+_DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")
+
+try:  # a Rust panic inside polars surfaces as this BaseException subclass
+    from polars.exceptions import PanicException
+except ImportError:  # pragma: no cover - older polars
+    PanicException = RuntimeError  # type: ignore[misc,assignment]
+
+#: Errors any parser may raise on malformed input; all become a FileProblem.
+READ_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError, PanicException, csv.Error)
+
+
+def size_problem(path: Path) -> str | None:
+    """Why ``path`` is too large to read, or None. Checked before the file is hashed or opened."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return (
+            f"{path.name}: {size / 2**30:.1f} GiB is over the {MAX_FILE_BYTES / 2**30:g} GiB limit for one file "
+            f"({size:,} > {MAX_FILE_BYTES:,} bytes); split it into smaller files and drop them one by one."
+        )
+    return None
+
+
+def kind_problem(path: Path) -> str | None:
+    """Why ``path`` is not something that can be read as data (a pipe, a device), or None."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return f"{path.name}: not a regular file (a pipe, socket or device); give a CSV, Parquet or JSONL file."
 
 
 def _check_readable(path: Path) -> None:
@@ -28,39 +66,143 @@ def _check_readable(path: Path) -> None:
             f"{path.name}: {suffix} files are refused: they can run code when loaded. "
             "Export the runs as CSV, Parquet or JSONL."
         )
-    size = path.stat().st_size
-    if size == 0:
+    if path.is_dir():
+        raise FileProblem(f"{path.name}: is a folder; ingest the CSV, Parquet or JSONL files in it one by one.")
+    if problem := kind_problem(path) or size_problem(path):
+        raise FileProblem(problem)
+    if path.stat().st_size == 0:
         raise FileProblem(f"{path.name}: the file is empty; export the runs again with a header row and data.")
-    if size > MAX_FILE_BYTES:
-        raise FileProblem(
-            f"{path.name}: {size / 2**30:.1f} GiB is over the {MAX_FILE_BYTES / 2**30:.0f} GiB limit for one file; "
-            "split it into smaller files and drop them one by one."
-        )
     with path.open("rb") as handle:
         head = handle.read(4096)
     if head[:2] in PICKLE_MAGIC:
         raise FileProblem(f"{path.name}: this is a Python pickle, which is never loaded. Export it as CSV, Parquet or JSONL.")
-    if suffix in CSV_SUFFIXES | JSONL_SUFFIXES and b"\x00" in head:
-        raise FileProblem(f"{path.name}: binary content in a text file; export the runs as UTF-8 CSV or JSONL.")
+    if suffix in CSV_SUFFIXES | JSONL_SUFFIXES:
+        if head[:2] in UTF16_BOMS:
+            raise FileProblem(f"{path.name}: UTF-16 text; save the file as UTF-8 and drop it again.")
+        if b"\x00" in head:
+            raise FileProblem(f"{path.name}: binary content in a text file; export the runs as UTF-8 CSV or JSONL.")
 
 
-def read_table(path: Path, header: bool = True, delimiter: str | None = None) -> pl.DataFrame:
-    """The file's rows as a frame; headerless CSV columns are named "0", "1", ... by position."""
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _locate_csv_problem(path: Path, header: bool, separator: str) -> str | None:
+    """The first line whose shape differs from the header's (or whose quoting is broken), for the message."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter=separator, strict=True)
+            expected = None
+            line = 1
+            try:
+                for record in reader:
+                    if record:
+                        if expected is None:
+                            expected = len(record)
+                        elif len(record) != expected:
+                            what = "the header has" if header else "the first row has"
+                            return (
+                                f"line {line} has {len(record)} fields where {what} {expected}: quote values "
+                                f"that contain {separator!r}, or remove the extra fields"
+                            )
+                    line = reader.line_num + 1
+            except csv.Error as error:
+                return f"line {line}: {error} (a quote that is not closed or not escaped as \"\")"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _locate_jsonl_problem(path: Path) -> str | None:
+    """The first line that is not one JSON object, for the message."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except (ValueError, RecursionError) as error:
+                    return f"line {number} is not valid JSON ({error})"
+                if not isinstance(value, dict):
+                    kind = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(type(value), "a number")
+                    return f"line {number} is {kind}, not a JSON object with one run's columns"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _read_csv(path: Path, header: bool, separator: str, text_columns: tuple[str, ...]) -> pl.DataFrame:
+    # Names and keys are text even when they look like numbers: family "007" must not become 7.
+    # Headerless columns are named column_1, column_2, ... by the reader, "0", "1", ... by mappings.
+    names = text_columns if header else tuple(f"column_{int(c) + 1}" for c in text_columns if c.isdigit())
+    options = dict(
+        has_header=header, separator=separator, null_values=NULL_VALUES, schema_overrides={c: pl.String for c in names}
+    )
+    try:
+        return pl.read_csv(path, infer_schema_length=10_000, **options)
+    except pl.exceptions.ComputeError as error:
+        if "could not parse" not in str(error) or "not properly escaped" in str(error):
+            raise
+    # A column whose type was guessed from the first rows holds something else further down
+    # ("2.8B" after ten thousand plain numbers, or a number too large for an integer): read every
+    # column as text and let the unit rules parse the values, row by row.
+    return pl.read_csv(path, infer_schema=False, **options)
+
+
+def _duplicate_columns(frame: pl.DataFrame) -> list[str]:
+    names = set(frame.columns)
+    return sorted({m["base"] for c in frame.columns if (m := _DUPLICATED.match(c)) and m["base"] in names})
+
+
+def _plain_types(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns every later step can handle: bytes and categories become text, decimals floats."""
+    converted = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.Binary:
+            column = frame.get_column(name)
+            try:
+                converted.append(column.cast(pl.String).alias(name))
+            except READ_ERRORS:
+                converted.append((pl.lit("0x") + column.bin.encode("hex")).alias(name))
+        elif isinstance(dtype, (pl.Categorical, pl.Enum)):
+            converted.append(frame.get_column(name).cast(pl.String))
+        elif isinstance(dtype, pl.Decimal):
+            converted.append(frame.get_column(name).cast(pl.Float64))
+        elif dtype == pl.Object:
+            converted.append(frame.get_column(name).map_elements(str, return_dtype=pl.String))
+    return frame.with_columns(converted) if converted else frame
+
+
+def read_table(
+    path: Path, header: bool = True, delimiter: str | None = None, text_columns: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """The file's rows as a frame; headerless CSV columns are named "0", "1", ... by position.
+
+    ``text_columns`` are read from CSV as text, never guessed to be numbers.
+    """
     _check_readable(path)
     suffix = path.suffix.lower()
+    separator = delimiter or ("\t" if suffix == ".tsv" else ",")
     try:
         if suffix in CSV_SUFFIXES:
-            separator = delimiter or ("\t" if suffix == ".tsv" else ",")
-            frame = pl.read_csv(
-                path,
-                has_header=header,
-                separator=separator,
-                infer_schema_length=10_000,
-                null_values=["", "NA", "N/A", "null", "None"],
-            )
+            frame = _read_csv(path, header, separator, tuple(text_columns))
+            duplicated = _duplicate_columns(frame) if header else []
+            if duplicated:
+                raise FileProblem(
+                    f"{path.name}: column(s) {', '.join(repr(c) for c in duplicated)} appear more than once in the header; "
+                    "rename or remove the repeats so each value has one meaning."
+                )
             if not header:
                 frame = frame.rename({name: str(i) for i, name in enumerate(frame.columns)})
         elif suffix in PARQUET_SUFFIXES:
+            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            if rows > MAX_ROWS:
+                raise FileProblem(
+                    f"{path.name}: {rows:,} rows is over the {MAX_ROWS:,}-row limit for one file; "
+                    "split it into smaller files and drop them one by one."
+                )
             frame = pl.read_parquet(path)
         elif suffix in JSONL_SUFFIXES:
             frame = pl.read_ndjson(path, infer_schema_length=10_000)
@@ -69,13 +211,20 @@ def read_table(path: Path, header: bool = True, delimiter: str | None = None) ->
                 f"{path.name}: unsupported file type {suffix or '(none)'!r}; "
                 "use .csv, .tsv, .parquet or .jsonl (one JSON object per line)."
             )
+        frame = _plain_types(frame)
     except FileProblem:
         raise
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, OSError, ValueError) as error:
-        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except READ_ERRORS as error:
+        text = first_line(error)
         if "utf-8" in text.lower() or "utf8" in text.lower():
             raise FileProblem(f"{path.name}: not UTF-8 text ({text}); save the file as UTF-8 and drop it again.") from None
-        raise FileProblem(f"{path.name}: could not be read as {suffix} ({text}); check the format and export it again.") from None
+        where = None
+        if suffix in CSV_SUFFIXES:
+            where = _locate_csv_problem(path, header, separator)
+        elif suffix in JSONL_SUFFIXES:
+            where = _locate_jsonl_problem(path)
+        detail = where or text
+        raise FileProblem(f"{path.name}: could not be read as {suffix} ({detail}); check the format and export it again.") from None
     if frame.height == 0:
         raise FileProblem(f"{path.name}: has no data rows (only a header or nothing); add the runs and drop it again.")
     return frame

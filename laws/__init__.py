@@ -1,0 +1,24 @@
+"""Scaling laws: fitting, uncertainty and compute allocation (pure numpy/scipy).
+
+No I/O happens here: callers pass arrays (or dicts of column arrays) and get
+frozen result objects back, so the same code serves the CLI, the pipelines and
+notebooks.
+
+Modules:
+    types            FitResult, Allocation, JointFitResult
+    objectives       Huber / least squares, on log L or on L
+    varpro           batched NNLS over exponent grids (the global search)
+    optimize         Problem, L-BFGS-B polish, batched Newton refinement
+    runs             input validation, run exclusion and weights
+    chinchilla       Approach 3: E + A/N^alpha + B/D^beta
+    isoflop          Approach 2: IsoFLOP parabolas
+    kaplan           Kaplan et al. 2020 joint law
+    broken_power_law Caballero et al. 2022 smoothly broken power law
+    data_constrained Muennighoff et al. 2023 repeated-data law
+    catalog          LAWS: one interface over all of the above
+    bootstrap        vectorised bootstrap, percentile intervals
+    allocation       compute-optimal and inference-aware N, D
+    diagnostics      identifiability flags
+    extrapolation    fit-small, predict-large error
+    joint            fits across families with shared parameters
+"""

@@ -1,0 +1,252 @@
+"""Smoothly broken power law (Caballero et al. 2022, "Broken Neural Scaling Laws").
+
+For a one-dimensional series (loss against compute, typically):
+
+    y = a + b x**(-c0) * prod_i (1 + (x/d_i)**(1/f_i))**(-c_i f_i)
+
+Each break ``i`` at ``x = d_i`` changes the log-log slope from ``-(c0 + ...)``
+by ``-c_i``, over a width set by the sharpness ``f_i``.  One break is the
+default: with few points more breaks are rarely identifiable.
+
+Fitting: for fixed ``(c0, c_i, d_i, f_i)`` the law is linear in ``(a, b)``,
+so a grid over the non-linear parameters with non-negative least squares on
+``(a, b)`` (all grid points at once) supplies the starts; the polish works in
+``theta = (log a, log b, c0, c_1.., log d_1.., log f_1..)`` with the
+analytic Jacobian.  Extra breaks are added one at a time: break ``k`` is
+searched on a grid with the earlier ones held at their fitted values, then
+everything is polished together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from laws.objectives import get_objective
+from laws.optimize import Problem, fit_result, polish, resolve_bounds
+from laws.runs import positive_array, select_runs
+from laws.types import FitResult
+from laws.varpro import local_minima, nnls_gram
+
+__all__ = ["param_names", "PARAM_NAMES", "predict", "log_model", "make_problem", "fit"]
+
+
+def param_names(n_breaks: int = 1) -> tuple[str, ...]:
+    """Parameter names for ``n_breaks`` breaks: a, b, c0, c1.., d1.., f1..."""
+    k = range(1, n_breaks + 1)
+    return ("a", "b", "c0", *(f"c{i}" for i in k), *(f"d{i}" for i in k), *(f"f{i}" for i in k))
+
+
+PARAM_NAMES: tuple[str, ...] = param_names(1)
+
+
+def _n_breaks(params: Mapping[str, float]) -> int:
+    k = 0
+    while f"d{k + 1}" in params:
+        k += 1
+    return k
+
+
+def predict(params: Mapping[str, float], x: np.ndarray) -> np.ndarray:
+    """Value of the smoothly broken power law at ``x``.
+
+    Evaluated in logs (``(1 + (x/d)**(1/f))**(-c f) = exp(-c f softplus(log(x/d)/f))``)
+    so that sharp breaks far from ``x`` neither overflow nor lose precision.
+    """
+    lx = np.log(np.asarray(x, float))
+    log_y = np.log(params["b"]) - params["c0"] * lx
+    for i in range(1, _n_breaks(params) + 1):
+        c, ld, f = params[f"c{i}"], np.log(params[f"d{i}"]), params[f"f{i}"]
+        log_y = log_y - c * f * np.logaddexp(0.0, (lx - ld) / f)
+    return params["a"] + np.exp(log_y)
+
+
+def _log_params(n_breaks: int) -> frozenset[str]:
+    k = range(1, n_breaks + 1)
+    return frozenset({"a", "b", *(f"d{i}" for i in k), *(f"f{i}" for i in k)})
+
+
+def to_natural(theta: np.ndarray, n_breaks: int) -> np.ndarray:
+    """Internal to natural: exponentiate a, b, d_i, f_i."""
+    out = np.array(theta, float, copy=True)
+    idx = [0, 1, *range(3 + n_breaks, 3 + 3 * n_breaks)]
+    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
+        out[..., idx] = np.exp(out[..., idx])
+    return out
+
+
+def to_theta(params: Mapping[str, float], n_breaks: int) -> np.ndarray:
+    """Natural parameters to the internal vector."""
+    names = param_names(n_breaks)
+    logs = _log_params(n_breaks)
+    with np.errstate(divide="ignore"):
+        return np.array([np.log(params[n]) if n in logs else params[n] for n in names], float)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def log_model(theta: np.ndarray, lx: np.ndarray, n_breaks: int) -> tuple[np.ndarray, np.ndarray]:
+    """``log y_hat = logaddexp(log a, log b - c0 log x - sum c_i f_i softplus((log x - log d_i)/f_i))``."""
+    theta = np.atleast_2d(theta)
+    K = n_breaks
+    la, lb, c0 = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
+    c = theta[:, 3 : 3 + K]
+    ld = theta[:, 3 + K : 3 + 2 * K]
+    f = np.exp(theta[:, 3 + 2 * K : 3 + 3 * K])
+    z = (lx[None, None, :] - ld[:, :, None]) / f[:, :, None]  # (B, K, n)
+    sp = _softplus(z)
+    sg = _sigmoid(z)
+    tb = lb - c0 * lx - (c[:, :, None] * f[:, :, None] * sp).sum(axis=1)
+    ta = np.broadcast_to(la, tb.shape)
+    m = np.logaddexp(ta, tb)
+    qa = np.exp(ta - m)
+    qb = np.exp(tb - m)
+    cols = [qa, qb, -qb * lx]
+    cols += [-qb * f[:, i, None] * sp[:, i] for i in range(K)]
+    cols += [qb * c[:, i, None] * sg[:, i] for i in range(K)]
+    cols += [-qb * c[:, i, None] * f[:, i, None] * (sp[:, i] - z[:, i] * sg[:, i]) for i in range(K)]
+    return m, np.stack(cols, axis=1)
+
+
+def make_problem(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_breaks: int = 1,
+    objective: str = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+) -> Problem:
+    """Validate the series and describe the fit as a :class:`~laws.optimize.Problem`."""
+    y = positive_array("loss (y)", y)
+    x = positive_array("x (compute)", x, y.size)
+    if n_breaks < 0:
+        raise ValueError("n_breaks must be >= 0")
+    names = param_names(n_breaks)
+    used, w = select_runs(y, weights, exclude_top_loss, min_runs=len(names) - len(fixed or {}))
+    lower, upper, free, fixed_theta = resolve_bounds(
+        names, dict(bounds or {}), dict(fixed or {}), _log_params(n_breaks)
+    )
+    lx = np.log(x[used])
+    return Problem(
+        law="broken_power_law",
+        param_names=names,
+        model=lambda theta: log_model(theta, lx, n_breaks),
+        loss=y[used],
+        weights=w,
+        objective=get_objective(objective),
+        delta=float(huber_delta),
+        lower=lower,
+        upper=upper,
+        free=free,
+        to_natural=lambda theta: to_natural(theta, n_breaks),
+        used=used,
+        extras={"lx": lx, "n_breaks": n_breaks, "fixed_theta": fixed_theta},
+    )
+
+
+def _profile(
+    problem: Problem, log_g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NNLS of ``y = a + b g`` for every row of ``log g`` (shape (..., n)).
+
+    Returns ``(log a, log b, rss)`` with ``b`` in the units of the unscaled ``g``.
+    """
+    y = problem.loss
+    w = problem.weights / y**2 if problem.objective.log_space else problem.weights
+    shift = log_g.max(axis=-1, keepdims=True)
+    g = np.exp(log_g - shift)
+    gram = np.empty(log_g.shape[:-1] + (2, 2))
+    gram[..., 0, 0] = w.sum()
+    gram[..., 0, 1] = gram[..., 1, 0] = g @ w
+    gram[..., 1, 1] = (g * g) @ w
+    rhs = np.stack([np.full(log_g.shape[:-1], (w * y).sum()), g @ (w * y)], axis=-1)
+    coef, rss = nnls_gram(gram, rhs, np.full(log_g.shape[:-1], (w * y * y).sum()))
+    floor = 1e-12 * np.median(y)
+    la = np.log(np.maximum(coef[..., 0], floor))
+    lb = np.log(np.maximum(coef[..., 1], floor)) - shift[..., 0]
+    return la, lb, rss
+
+
+def _starts(problem: Problem, base: np.ndarray | None, n_starts: int) -> np.ndarray:
+    """Grid starts for the last break, earlier breaks held at ``base``."""
+    lx = problem.extras["lx"]
+    K = problem.extras["n_breaks"]
+    if K == 0:
+        c0 = np.linspace(0.0, 2.0, 201)
+        la, lb, rss = _profile(problem, -c0[:, None] * lx[None, :])
+        return np.array([[la[i], lb[i], c0[i]] for (i,) in local_minima(rss, n_starts)])
+    q = np.quantile(lx, [0.02, 0.98])
+    ld = np.linspace(q[0], q[1], 14)
+    lf = np.log(np.array([0.1, 0.3, 1.0, 3.0]))
+    ck = np.linspace(-1.0, 2.0, 16)
+    c0 = np.linspace(0.0, 1.5, 16)
+    C0, CK, LD, LF = np.meshgrid(c0, ck, ld, lf, indexing="ij")
+    fk = np.exp(LF)[..., None]
+    log_g = -C0[..., None] * lx - CK[..., None] * fk * _softplus((lx - LD[..., None]) / fk)
+    if base is not None:  # earlier breaks, fixed
+        kb = K - 1
+        for i in range(kb):
+            c, d, f = base[3 + i], base[3 + kb + i], np.exp(base[3 + 2 * kb + i])
+            log_g = log_g - c * f * _softplus((lx - d) / f)
+    la, lb, rss = _profile(problem, log_g)
+    starts = []
+    for idx in local_minima(rss, n_starts):
+        if base is None:
+            th = [la[idx], lb[idx], C0[idx], CK[idx], LD[idx], LF[idx]]
+        else:
+            kb = K - 1
+            th = [la[idx], lb[idx], C0[idx], *base[3 : 3 + kb], CK[idx],
+                  *base[3 + kb : 3 + 2 * kb], LD[idx], *base[3 + 2 * kb : 3 + 3 * kb], LF[idx]]
+        starts.append(th)
+    return np.array(starts, float)
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_breaks: int = 1,
+    objective: str = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+    n_starts: int = 6,
+    init: Mapping[str, float] | None = None,
+) -> FitResult:
+    """Fit a smoothly broken power law with ``n_breaks`` breaks to ``y(x)``.
+
+    Options as :func:`laws.chinchilla.fit`; ``fixed``/``bounds`` are applied to
+    the polish (the grid searches the free shape parameters).
+    """
+    started = time.perf_counter()
+    opts = dict(objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
+                bounds=bounds, fixed=fixed, weights=weights)
+    problem = make_problem(x, y, n_breaks=n_breaks, **opts)
+    fixed_theta = problem.extras["fixed_theta"]
+    if init is not None:
+        starts = problem.clip(to_theta({**dict(init), **dict(fixed or {})}, n_breaks))[None]
+    elif n_breaks <= 1:
+        starts = _starts(problem, None, n_starts)
+    else:
+        # grow one break at a time: fit k-1 breaks, search the k-th on a grid
+        prev = fit(x, y, n_breaks=n_breaks - 1, **{**opts, "bounds": None, "fixed": None}, n_starts=n_starts)
+        base = to_theta(prev.params, n_breaks - 1)
+        starts = _starts(problem, base, n_starts)
+    starts = np.where(problem.free, starts, fixed_theta)
+    starts = problem.clip(starts)
+    theta, f, conv, msg, details = polish(problem, starts)
+    return fit_result(problem, theta, f, conv, msg, started, extras=details)

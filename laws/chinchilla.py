@@ -1,0 +1,320 @@
+"""Chinchilla Approach 3: ``L(N, D) = E + A / N**alpha + B / D**beta``.
+
+Hoffmann et al. (2022) fit this surface by minimising a Huber loss on
+``log L - log L_hat`` from a grid of L-BFGS starts; Besiroglu et al. (2024)
+re-ran that procedure on points recovered from the paper's Figure 4.  The
+multi-start procedure costs thousands of local optimisations and can still
+return a local optimum, so here the global search is done by variable
+projection instead:
+
+1. for every ``(alpha, beta)`` on a dense grid the model is linear in
+   ``(E, A, B)``; solve the non-negative least-squares problem (weights
+   ``1/L**2`` make it approximate relative, i.e. log, error) for the whole grid
+   at once from Gram matrices built with two matrix products;
+2. take the best few basins of that profile (and of the true objective
+   evaluated at the profiled coefficients) as starts;
+3. polish the full 5-parameter objective in ``theta = (log E, log A, log B,
+   alpha, beta)`` with L-BFGS-B and the analytic gradient, then finish with a
+   few Newton steps (see :mod:`laws.optimize`).
+
+The log-space parameterisation keeps E, A, B positive without bounds and
+makes ``log L_hat`` a log-sum-exp, which is numerically stable for any N, D.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from laws.objectives import get_objective, rho
+from laws.optimize import Problem, fit_result, polish, resolve_bounds
+from laws.runs import positive_array, select_runs
+from laws.types import FitResult
+from laws.varpro import local_minima, nnls_gram
+
+__all__ = [
+    "PARAM_NAMES",
+    "predict",
+    "log_model",
+    "to_theta",
+    "to_natural",
+    "make_problem",
+    "fit",
+]
+
+PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
+LOG_PARAMS = frozenset({"E", "A", "B"})
+#: exponent range covered by the grid when no bounds are given; LM losses have
+#: exponents around 0.05-1, the reference multi-start grid spans 0-2.
+EXPONENT_RANGE: tuple[float, float] = (0.02, 2.5)
+
+
+def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Loss predicted for models of ``N`` parameters trained on ``D`` tokens."""
+    N = np.asarray(N, float)
+    D = np.asarray(D, float)
+    return params["E"] + params["A"] * N ** -params["alpha"] + params["B"] * D ** -params["beta"]
+
+
+def to_theta(params: Mapping[str, float]) -> np.ndarray:
+    """Natural parameters to the internal vector ``(log E, log A, log B, alpha, beta)``."""
+    with np.errstate(divide="ignore"):
+        return np.array(
+            [np.log(params["E"]), np.log(params["A"]), np.log(params["B"]),
+             params["alpha"], params["beta"]],
+            dtype=float,
+        )
+
+
+def to_natural(theta: np.ndarray) -> np.ndarray:
+    """Internal ``theta (..., 5)`` to natural ``(E, A, B, alpha, beta)``."""
+    theta = np.asarray(theta, float)
+    out = theta.copy()
+    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
+        out[..., :3] = np.exp(theta[..., :3])
+    return out
+
+
+def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log L_hat`` and its Jacobian for a batch of parameter vectors.
+
+    ``log L_hat = LSE(e, a - alpha log N, b - beta log D)``; the Jacobian is
+    the softmax weights of the three terms times the derivatives of the
+    exponents, so it costs little beyond the prediction itself.
+
+    Args:
+        theta: ``(B, 5)`` internal parameters.
+        lN, lD: ``(n,)`` logs of parameters and tokens.
+
+    Returns:
+        ``(m (B, n), J (B, 5, n))``.
+    """
+    theta = np.atleast_2d(theta)
+    e, a, b, al, be = (theta[:, i : i + 1] for i in range(5))
+    t1 = a - al * lN
+    t2 = b - be * lD
+    if max(e.max(), t1.max(), t2.max()) < 600:  # no overflow: skip the max-shift
+        x0 = np.exp(e)
+        x1 = np.exp(t1)
+        x2 = np.exp(t2)
+        s = x0 + x1 + x2
+        m = np.log(s)
+    else:
+        mx = np.maximum(np.maximum(e, t1), t2)
+        x0 = np.exp(e - mx)
+        x1 = np.exp(t1 - mx)
+        x2 = np.exp(t2 - mx)
+        s = x0 + x1 + x2
+        m = mx + np.log(s)
+    J = np.empty((theta.shape[0], 5, lN.size))
+    np.divide(x0, s, out=J[:, 0])
+    np.divide(x1, s, out=J[:, 1])
+    np.divide(x2, s, out=J[:, 2])
+    np.multiply(J[:, 1], -lN, out=J[:, 3])
+    np.multiply(J[:, 2], -lD, out=J[:, 4])
+    return m, J
+
+
+def make_problem(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    objective: str = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+) -> Problem:
+    """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`."""
+    L = positive_array("loss", L)
+    N = positive_array("params (N)", N, L.size)
+    D = positive_array("tokens (D)", D, L.size)
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    obj = get_objective(objective)
+    n_free = len(PARAM_NAMES) - len(fixed or {})
+    used, w = select_runs(L, weights, exclude_top_loss, min_runs=max(n_free, 1))
+    lower, upper, free, fixed_theta = resolve_bounds(
+        PARAM_NAMES, dict(bounds or {}), dict(fixed or {}), LOG_PARAMS
+    )
+    lN, lD = np.log(N[used]), np.log(D[used])
+    return Problem(
+        law="chinchilla",
+        param_names=PARAM_NAMES,
+        model=lambda theta: log_model(theta, lN, lD),
+        loss=L[used],
+        weights=w,
+        objective=obj,
+        delta=float(huber_delta),
+        lower=lower,
+        upper=upper,
+        free=free,
+        to_natural=to_natural,
+        used=used,
+        extras={"lN": lN, "lD": lD, "fixed_theta": fixed_theta},
+    )
+
+
+def _exponent_grid(problem: Problem, j: int, size: int) -> np.ndarray:
+    """Grid for exponent ``j`` (3 = alpha, 4 = beta) inside its bounds."""
+    if not problem.free[j]:
+        return np.array([problem.lower[j]])
+    lo = max(problem.lower[j], EXPONENT_RANGE[0]) if np.isfinite(problem.lower[j]) else EXPONENT_RANGE[0]
+    hi = min(problem.upper[j], EXPONENT_RANGE[1]) if np.isfinite(problem.upper[j]) else EXPONENT_RANGE[1]
+    if hi <= lo:  # bounds outside the default range: honour the bounds
+        lo, hi = problem.lower[j], problem.upper[j]
+    if lo > 0:
+        return np.geomspace(lo, hi, size)
+    return np.linspace(lo, hi, size)
+
+
+def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> tuple[np.ndarray, dict]:
+    """Starting points from the variable-projection grid over ``(alpha, beta)``.
+
+    Returns:
+        ``(starts (K, 5), info)`` where ``info`` holds the grid and profile.
+    """
+    lN, lD = problem.extras["lN"], problem.extras["lD"]
+    fixed_theta = problem.extras["fixed_theta"]
+    L = problem.loss
+    w = problem.weights / L**2 if problem.objective.log_space else problem.weights
+    alphas = _exponent_grid(problem, 3, grid_size)
+    betas = _exponent_grid(problem, 4, grid_size)
+    X1 = np.exp(-alphas[:, None] * lN[None, :])  # (na, n)
+    X2 = np.exp(-betas[:, None] * lD[None, :])  # (nb, n)
+    na, nb = alphas.size, betas.size
+    wL = w * L
+    gram = np.empty((na, nb, 3, 3))
+    rhs = np.empty((na, nb, 3))
+    gram[..., 0, 0] = w.sum()
+    gram[..., 0, 1] = gram[..., 1, 0] = (X1 @ w)[:, None]
+    gram[..., 0, 2] = gram[..., 2, 0] = (X2 @ w)[None, :]
+    gram[..., 1, 1] = ((X1 * X1) @ w)[:, None]
+    gram[..., 2, 2] = ((X2 * X2) @ w)[None, :]
+    gram[..., 1, 2] = gram[..., 2, 1] = (X1 * w) @ X2.T
+    rhs[..., 0] = wL.sum()
+    rhs[..., 1] = (X1 @ wL)[:, None]
+    rhs[..., 2] = (X2 @ wL)[None, :]
+    yy = np.full((na, nb), (wL * L).sum())
+
+    lin_fixed = ~problem.free[:3]
+    coef = np.zeros((na, nb, 3))
+    if lin_fixed.any():
+        c = np.exp(fixed_theta[:3][lin_fixed])  # fixed E/A/B values
+        Fi = np.flatnonzero(lin_fixed)
+        yy = yy - 2 * rhs[..., Fi] @ c + np.einsum("i,...ij,j->...", c, gram[..., Fi, :][..., :, Fi], c)
+        coef[..., Fi] = c
+    Ri = np.flatnonzero(~lin_fixed)
+    if Ri.size:
+        g_rr = gram[..., Ri, :][..., :, Ri]
+        b_r = rhs[..., Ri]
+        if lin_fixed.any():
+            Fi = np.flatnonzero(lin_fixed)
+            b_r = b_r - np.einsum("...ij,...j->...i", gram[..., Ri, :][..., :, Fi], coef[..., Fi])
+        x, rss = nnls_gram(g_rr, b_r, yy)
+        coef[..., Ri] = x
+    else:
+        rss = yy
+
+    # True objective at the profiled coefficients: the grid proxy (weighted
+    # least squares) can rank basins differently from a robust objective.
+    pred = coef[..., 1, None] * X1[:, None, :]
+    pred += coef[..., 2, None] * X2[None, :, :]
+    pred += coef[..., 0, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if problem.objective.log_space:
+            resid = np.log(pred, out=pred)
+            np.subtract(np.log(L), resid, out=resid)
+        else:
+            resid = np.subtract(L, pred, out=pred)
+        true_obj = rho(resid, problem.delta, problem.objective.robust) @ problem.weights
+    true_obj = np.where(np.isfinite(true_obj), true_obj, np.inf)
+
+    picks = local_minima(rss, n_starts) + local_minima(true_obj, max(1, n_starts // 2))
+    seen: list[tuple[int, ...]] = []
+    for ij in picks:
+        if ij not in seen:
+            seen.append(ij)
+    floor_scale = 1e-8 * np.median(L)
+    starts = []
+    for i, j in seen:
+        E, A, B = coef[i, j]
+        al, be = alphas[i], betas[j]
+        E = max(E, floor_scale)
+        A = max(A, floor_scale * np.exp(al * np.median(lN)))
+        B = max(B, floor_scale * np.exp(be * np.median(lD)))
+        th = np.array([np.log(E), np.log(A), np.log(B), al, be])
+        th = np.where(problem.free, th, fixed_theta)
+        starts.append(problem.clip(th))
+    info = {"alphas": alphas, "betas": betas, "profile_rss": rss, "grid_objective": true_obj}
+    return np.array(starts), info
+
+
+def fit(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    objective: str = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+    grid_size: int = 64,
+    n_starts: int = 4,
+    init: Mapping[str, float] | None = None,
+) -> FitResult:
+    """Fit ``L = E + A/N**alpha + B/D**beta`` to training runs.
+
+    Args:
+        N: parameters per run.
+        D: training tokens per run.
+        L: final loss per run.
+        objective: "huber_log" (default, Hoffmann/Besiroglu), "least_squares"
+            (on L), "huber" (on L) or "least_squares_log".
+        huber_delta: Huber threshold, in the residual's units.
+        exclude_top_loss: drop this many highest-loss runs first.
+        bounds: natural-scale ``{name: (lo, hi)}``; None for open ends.
+        fixed: natural-scale values held fixed (e.g. ``{"E": 1.69}``).
+        weights: non-negative per-run weights (multiply each run's penalty).
+        grid_size: points per exponent axis in the variable-projection grid.
+        n_starts: basins of the grid profile to polish.
+        init: skip the grid and polish from these parameters (warm start).
+
+    Returns:
+        A :class:`~laws.types.FitResult`; ``extras["theta"]`` is the internal
+        optimum, ``extras["grid"]`` the profile used for the starts.
+    """
+    started = time.perf_counter()
+    problem = make_problem(
+        N, D, L, objective=objective, huber_delta=huber_delta,
+        exclude_top_loss=exclude_top_loss, bounds=bounds, fixed=fixed, weights=weights,
+    )
+    if init is not None:
+        th = to_theta({**dict(init), **dict(fixed or {})})
+        starts, info = problem.clip(th)[None], {}
+    else:
+        starts, info = varpro_starts(problem, grid_size=grid_size, n_starts=n_starts)
+    theta, f, conv, msg, details = polish(problem, starts)
+    lN, lD, w = problem.extras["lN"], problem.extras["lD"], problem.weights
+    design = {"log_design_correlation": _weighted_corr(lN, lD, w)}
+    return fit_result(problem, theta, f, conv, msg, started, extras={"grid": info, **design, **details})
+
+
+def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Correlation of log N and log D over the used runs.
+
+    Near +-1 the design moves N and D together (e.g. every run at 20 tokens
+    per parameter) and alpha cannot be told from beta, whatever the fit says.
+    """
+    w = w / w.sum()
+    dx, dy = x - w @ x, y - w @ y
+    sxx, syy = w @ (dx * dx), w @ (dy * dy)
+    if sxx <= 0 or syy <= 0:
+        return 1.0  # one of them does not vary at all: nothing to separate
+    return float((w @ (dx * dy)) / np.sqrt(sxx * syy))

@@ -1,0 +1,174 @@
+"""Joint Chinchilla fits across families that share some parameters.
+
+Families (data mixtures, architectures, tokenisers) often differ in how fast
+loss falls but plausibly share the irreducible loss ``E`` -- or, for one
+architecture on different data, the exponents.  Fitting them jointly with
+those parameters tied borrows strength across families: a family with few
+large runs gets its ``E`` pinned by the others.
+
+Implementation: the families' runs are stacked into one problem whose
+parameter vector is ``[shared..., family 1's own..., family 2's own...]``;
+each family's Jacobian block is scattered into the stacked Jacobian, so the
+same L-BFGS-B + Newton polish as single fits applies.  Starts come from every
+family's own (variable-projection) fit -- each family's value of the shared
+parameters in turn, plus their median -- so no single family decides where
+the search begins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from laws import chinchilla
+from laws.objectives import get_objective
+from laws.optimize import Problem, polish, resolve_bounds
+from laws.runs import column
+from laws.types import FitResult, JointFitResult
+
+__all__ = ["fit_joint"]
+
+
+def fit_joint(
+    datasets: Mapping[str, Mapping[str, np.ndarray]],
+    shared: Sequence[str] = ("E",),
+    *,
+    law: str = "chinchilla",
+    objective: str = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+) -> JointFitResult:
+    """Fit the Chinchilla law to several families with ``shared`` parameters tied.
+
+    Args:
+        datasets: ``{family: {"params": N, "tokens": D, "loss": L}}``.
+        shared: parameter names taking one value across families, from
+            ("E", "A", "B", "alpha", "beta").
+        law: only "chinchilla" is supported.
+        objective, huber_delta, exclude_top_loss, bounds: as
+            :func:`laws.chinchilla.fit`, applied to every family.
+
+    Returns:
+        A :class:`~laws.types.JointFitResult`.
+    """
+    started = time.perf_counter()
+    if law != "chinchilla":
+        raise ValueError(f"joint fits are implemented for the chinchilla law only, not {law!r}")
+    names = chinchilla.PARAM_NAMES
+    shared = tuple(shared)
+    bad = [s for s in shared if s not in names]
+    if bad:
+        raise ValueError(f"cannot share {bad}; choose from {list(names)}")
+    if len(datasets) < 2:
+        raise ValueError("a joint fit needs at least two families")
+    fams = list(datasets)
+    opts = dict(objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss, bounds=bounds)
+
+    problems: list[Problem] = []
+    singles: list[FitResult] = []
+    for f in fams:
+        cols = [column(datasets[f], c, "chinchilla") for c in ("params", "tokens", "loss")]
+        problems.append(chinchilla.make_problem(*cols, **opts))
+        singles.append(chinchilla.fit(*cols, **opts))
+
+    sh_idx = [names.index(s) for s in shared]
+    own_idx = [i for i in range(len(names)) if i not in sh_idx]
+    n_sh, n_own = len(sh_idx), len(own_idx)
+    P = n_sh + n_own * len(fams)
+    # where each family's 5 internal parameters live in the joint vector
+    layout = np.empty((len(fams), len(names)), int)
+    for k in range(len(fams)):
+        layout[k, sh_idx] = np.arange(n_sh)
+        layout[k, own_idx] = n_sh + k * n_own + np.arange(n_own)
+
+    sizes = [p.loss.size for p in problems]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    n_total = int(offsets[-1])
+
+    def model(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.atleast_2d(theta)
+        m = np.empty((theta.shape[0], n_total))
+        J = np.zeros((theta.shape[0], P, n_total))
+        for k, p in enumerate(problems):
+            mk, Jk = p.model(theta[:, layout[k]])
+            sl = slice(offsets[k], offsets[k + 1])
+            m[:, sl] = mk
+            # shared parameters of different families map to one column: add
+            for j in range(len(names)):
+                J[:, layout[k, j], sl] += Jk[:, j]
+        return m, J
+
+    lower1, upper1, _, _ = resolve_bounds(names, dict(bounds or {}), None, chinchilla.LOG_PARAMS)
+    lower = np.empty(P)
+    upper = np.empty(P)
+    for k in range(len(fams)):
+        lower[layout[k]] = lower1
+        upper[layout[k]] = upper1
+
+    def to_natural(theta: np.ndarray) -> np.ndarray:
+        out = np.array(theta, float, copy=True)
+        for k in range(len(fams)):
+            for j in range(3):  # E, A, B are optimised as logs
+                out[..., layout[k, j]] = np.exp(np.asarray(theta, float)[..., layout[k, j]])
+        return out
+
+    joint = Problem(
+        law="chinchilla",
+        param_names=tuple(f"{names[j]}" if j in sh_idx else f"{names[j]}[{fams[k]}]"
+                          for k, j in _order(len(fams), sh_idx, own_idx)),
+        model=model,
+        loss=np.concatenate([p.loss for p in problems]),
+        weights=np.concatenate([p.weights for p in problems]),
+        objective=get_objective(objective),
+        delta=float(huber_delta),
+        lower=lower,
+        upper=upper,
+        free=np.ones(P, bool),
+        to_natural=to_natural,
+        used=np.ones(n_total, bool),
+    )
+
+    thetas = np.array([s.extras["theta"] for s in singles])  # (K, 5)
+    starts = []
+    for shared_from in [*thetas[:, sh_idx], np.median(thetas[:, sh_idx], axis=0)]:
+        st = np.empty(P)
+        for k in range(len(fams)):
+            st[layout[k, own_idx]] = thetas[k, own_idx]
+        st[:n_sh] = shared_from
+        starts.append(joint.clip(st))
+    theta, fval, conv, msg, _ = polish(joint, np.array(starts))
+
+    params: dict[str, dict[str, float]] = {}
+    rmse: dict[str, float] = {}
+    m_all, _ = model(theta[None])
+    for k, f in enumerate(fams):
+        nat = chinchilla.to_natural(theta[layout[k]])
+        params[f] = {n: float(v) for n, v in zip(names, nat)}
+        sl = slice(offsets[k], offsets[k + 1])
+        res = np.log(problems[k].loss) - m_all[0, sl]
+        w = problems[k].weights
+        rmse[f] = float(np.sqrt((w * res**2).sum() / w.sum()))
+    return JointFitResult(
+        law="chinchilla",
+        shared=shared,
+        params=params,
+        shared_params={s: params[fams[0]][s] for s in shared},
+        objective=fval,
+        converged=conv,
+        message=msg,
+        n_runs={f: int(p.used.sum()) for f, p in zip(fams, problems)},
+        seconds=time.perf_counter() - started,
+        rmse_log=rmse,
+        used={f: p.used.copy() for f, p in zip(fams, problems)},
+    )
+
+
+def _order(n_fam: int, sh_idx: list[int], own_idx: list[int]) -> list[tuple[int, int]]:
+    """(family, parameter) pairs in joint-vector order, for naming."""
+    pairs = [(0, j) for j in sh_idx]
+    for k in range(n_fam):
+        pairs += [(k, j) for j in own_idx]
+    return pairs

@@ -1,0 +1,171 @@
+"""The planners' commands: coefficients, allocate, history, and fitting a file without a registry.
+
+They read the registry read-only; if a refit holds it longer than the bounded wait, ``coefficients``
+answers from the exported files and says so, the others say the registry is busy and for how long
+they waited.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import polars as pl
+import typer
+
+from registry.cli import FormatOption, app, check_format, fail
+from registry.db import RegistryBusy, reader
+from registry.home import Home
+from registry.output import render, to_json
+
+
+def _coefficients_table(records: list[dict]) -> pl.DataFrame:
+    rows = [
+        {"family": r["family"], "law": r["law"], "version": r["version"], "n_runs": r["n_runs"], "parameter": name,
+         "value": value, "ci_lo": r["ci"].get(name, [None, None])[0], "ci_hi": r["ci"].get(name, [None, None])[1]}
+        for r in records for name, value in r["params"].items()
+    ]
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"family": pl.String, "law": pl.String})
+
+
+@app.command("coefficients")
+def coefficients_command(
+    family: Annotated[Optional[str], typer.Option(help="only this family")] = None,
+    law: Annotated[Optional[str], typer.Option(help="only this law (chinchilla, isoflop, kaplan, data_constrained)")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="what was published at this time (ISO 8601)")] = None,
+    fmt: FormatOption = "table",
+) -> None:
+    """The newest published coefficients per family and law, with 95% intervals."""
+    from registry.planning import coefficients
+
+    check_format(fmt)
+    home = Home.from_env()
+    try:
+        with reader(home.registry) as con:
+            records = coefficients(con, family, law, as_of)
+    except RegistryBusy as busy:
+        exported = home.exports / "coefficients.json"
+        if as_of is not None or not exported.exists():
+            raise
+        typer.echo(f"scalereg: registry busy after {busy.waited:.1f} s; answering from {exported}", err=True)
+        records = [
+            r for r in json.loads(exported.read_text(encoding="utf-8"))
+            if (family is None or r["family"] == family) and (law is None or r["law"] == law)
+        ]
+    if not records:
+        fail("no published fits match; run 'scalereg refit' (or 'make demo') first")
+    typer.echo(to_json(records) if fmt == "json" else render(_coefficients_table(records), fmt))
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        fail(f"{name} must be a number such as 1e24, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        fail(f"{name} must be a positive finite number, got {text!r}")
+    return value
+
+
+@app.command("allocate")
+def allocate_command(
+    compute: Annotated[str, typer.Option(help="training FLOPs, e.g. 1e24")],
+    family: Annotated[Optional[str], typer.Option(help="use this family's latest published fit")] = None,
+    params: Annotated[Optional[str], typer.Option(help='Chinchilla parameters as JSON: {"E":..,"A":..,"B":..,"alpha":..,"beta":..}')] = None,
+    inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="tokens the model will serve")] = None,
+    law: Annotated[str, typer.Option(help="the law whose fit to use")] = "chinchilla",
+    fmt: FormatOption = "table",
+) -> None:
+    """Compute-optimal N and D for a FLOP budget (inference-aware with --inference-tokens)."""
+    from laws import allocation
+
+    check_format(fmt)
+    budget = _number(compute, "--compute")
+    serve = _number(inference_tokens, "--inference-tokens") if inference_tokens else None
+    if (family is None) == (params is None):
+        fail("give either --family F (a registry fit) or --params JSON (your own coefficients)")
+    if params is not None:
+        try:
+            given = json.loads(params)
+            law_params = {k: float(given[k]) for k in ("E", "A", "B", "alpha", "beta")}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            fail('--params must be JSON with numbers E, A, B, alpha, beta, e.g. {"E":1.69,"A":406.4,"B":410.7,"alpha":0.34,"beta":0.28}')
+        point = allocation.compute_optimal(law_params, budget, law="chinchilla")
+        chosen = allocation.inference_aware(law_params, point.predicted_loss, serve) if serve else point
+        answer = {"law": "chinchilla", "compute": budget} | {
+            k: float(getattr(chosen, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")
+        } | ({"inference_tokens": serve, "training_compute": float(chosen.compute)} if serve else {}) | {"ci": {}}
+    else:
+        from registry.planning import NoPublishedFit, allocate
+
+        with reader(Home.from_env().registry) as con:
+            try:
+                answer = allocate(con, family, budget, serve, law)
+            except NoPublishedFit as missing:
+                fail(str(missing))
+    if fmt == "json":
+        typer.echo(to_json(answer))
+    else:
+        flat = {k: v for k, v in answer.items() if k != "ci"} | {f"{k}_95": f"[{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in answer["ci"].items()}
+        typer.echo(render(pl.DataFrame([flat]), fmt))
+
+
+@app.command("history")
+def history_command(
+    family: Annotated[str, typer.Option(help="the family")],
+    fmt: FormatOption = "table",
+) -> None:
+    """Every fit of a family, newest first: status, coefficient moves, runs added, code version."""
+    from registry.planning import history
+
+    check_format(fmt)
+    with reader(Home.from_env().registry) as con:
+        entries = history(con, family)
+    if not entries:
+        fail(f"no fits for family {family!r}")
+    if fmt == "json":
+        typer.echo(to_json(entries))
+        return
+    rows = []
+    for e in entries:
+        moves = e["changes"].get("coefficients", {})
+        rows.append(
+            {"fitted_at": e["fitted_at"][:19], "law": e["law"], "version": e["version"], "status": e["status"],
+             "n_runs": e["n_runs"], "runs_added": e["changes"].get("runs_added"),
+             "code_changed": e["changes"].get("code_changed"),
+             "moves": ", ".join(f"{k} {m['relative']:+.1%}" for k, m in moves.items() if m.get("relative") is not None and k in ("E", "alpha", "beta", "a")),
+             "reason": (e["reason"] or "")[:60]}
+        )
+    typer.echo(render(pl.DataFrame(rows), fmt))
+
+
+@app.command("fit")
+def fit_command(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet with params, tokens (or Training FLOP), loss")],
+    law: Annotated[str, typer.Option(help="the law to fit")] = "chinchilla",
+    huber_delta: Annotated[float, typer.Option("--huber-delta")] = 1e-3,
+    exclude_top_loss: Annotated[int, typer.Option("--exclude-top-loss")] = 0,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples (0: none)")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    fmt: FormatOption = "table",
+) -> None:
+    """Fit a law to a file of runs without touching any registry."""
+    from registry.fit_file import fit_file
+
+    check_format(fmt)
+    if not path.exists():
+        fail(f"{path}: no such file")
+    try:
+        result = fit_file(path, law=law, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss, bootstrap=bootstrap, seed=seed)
+    except ValueError as problem:
+        fail(str(problem))
+    if fmt == "json":
+        typer.echo(to_json(result))
+        return
+    rows = [{"parameter": k, "value": v, "ci_95": str(result.get("ci", {}).get(k, ""))} for k, v in result["params"].items()]
+    typer.echo(render(pl.DataFrame(rows), "table" if fmt == "table" else fmt))
+    summary = {k: v for k, v in result.items() if k not in ("params", "ci")}
+    print(to_json(summary), file=sys.stdout)

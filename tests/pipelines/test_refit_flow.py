@@ -1,0 +1,113 @@
+"""End to end through Dagster: a file dropped in landing refits only its family; the nightly schedule; the refit sensor."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from pipelines.defs.fit_assets import FAMILIES
+from pipelines.defs.landing_sensor import landing_sensor
+from pipelines.defs.refit_triggers import nightly_refit, refit_sensor
+from pipelines.defs.resources import RegistryResource
+from pipelines.runner import home_instance, refit, run_job
+from registry.db import reader
+from registry.planning import coefficients
+from tests.synthetic import chinchilla_runs, write_runs
+
+FAST = {"ops": {"fits": {"config": {"bootstrap_resamples": 100, "other_law_resamples": 10}}}}
+
+
+def versions(home) -> dict[str, int]:
+    with reader(home.registry) as con:
+        return {(r["family"]): r["version"] for r in coefficients(con, law="chinchilla")}
+
+
+def drop_and_ingest(home, instance, resources, name, frame):
+    write_runs(home.landing / name, frame)
+    result = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=drop_and_ingest.cursor))
+    drop_and_ingest.cursor = result.cursor
+    (request,) = result.run_requests
+    assert run_job(home, "ingest_landing", run_config=request.run_config).success
+
+
+drop_and_ingest.cursor = None
+
+
+def requested_families(home, instance, resources) -> list[str]:
+    result = refit_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    if isinstance(result, dg.SkipReason):
+        return []
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(FAMILIES.name, list(request.partition_keys))
+    return sorted(r.partition_key for r in result.run_requests)
+
+
+def test_a_dropped_file_refits_only_its_family_and_updates_exports(home):
+    drop_and_ingest.cursor = None
+    resources = {"registry": RegistryResource.for_home(home)}
+    with dg.instance_for_test() as instance:
+        drop_and_ingest(home, instance, resources, "alpha.csv", chinchilla_runs("family-a"))
+        drop_and_ingest(home, instance, resources, "beta.csv", chinchilla_runs("family-b", seed=3))
+        assert requested_families(home, instance, resources) == ["family-a", "family-b"]
+        refit(home, run_config=FAST)
+        assert versions(home) == {"family-a": 1, "family-b": 1}
+        assert requested_families(home, instance, resources) == []
+        exported_before = json.loads((home.exports / "coefficients.json").read_text())
+
+        time.sleep(0.01)
+        before_drop = datetime.now(timezone.utc)
+        more = chinchilla_runs("family-a", seed=5, size_range=(9.6, 10.0), n_sizes=2, prefix="big")
+        drop_and_ingest(home, instance, resources, "alpha-more.csv", more)
+        assert requested_families(home, instance, resources) == ["family-a"]
+        refit(home, ["family-a"], run_config=FAST)
+
+    assert versions(home) == {"family-a": 2, "family-b": 1}
+    exported = {(r["family"], r["law"]): r for r in json.loads((home.exports / "coefficients.json").read_text())}
+    assert exported[("family-a", "chinchilla")]["version"] == 2 and exported[("family-a", "chinchilla")]["n_runs"] == 40
+    old = {(r["family"], r["law"]): r for r in exported_before}
+    with reader(home.registry) as con:
+        (believed,) = coefficients(con, "family-a", "chinchilla", as_of=before_drop)
+    assert believed["version"] == 1 and believed["params"] == old[("family-a", "chinchilla")]["params"]
+
+
+def test_the_nightly_schedule_requests_every_family_in_one_run_and_adds_no_versions_without_new_data(home, tmp_path):
+    from registry.db import writer
+    from registry.ingest import ingest_path
+
+    with writer(home.registry) as con:
+        for family, seed in (("family-a", 0), ("family-b", 1), ("family-c", 2)):
+            ingest_path(con, home, write_runs(tmp_path / f"{family}.csv", chinchilla_runs(family, seed=seed)))
+    resources = {"registry": RegistryResource.for_home(home)}
+    with home_instance(home) as instance:
+        request = nightly_refit(dg.build_schedule_context(instance=instance, resources=resources))
+        assert set(instance.get_dynamic_partitions(FAMILIES.name)) == {"family-a", "family-b", "family-c"}
+    assert request.tags["dagster/asset_partition_range_start"] == "family-a"
+    assert request.tags["dagster/asset_partition_range_end"] == "family-c"
+
+    run_job(home, "refit", run_config=FAST, tags=dict(request.tags))
+    run_job(home, "refit", run_config=FAST, tags=dict(request.tags))
+    with reader(home.registry) as con:
+        fits = con.execute("SELECT family, max(version) FROM fits WHERE law = 'chinchilla' GROUP BY 1 ORDER BY 1").fetchall()
+        outcomes = con.execute("SELECT outcome, count(*) FROM refits WHERE law = 'chinchilla' GROUP BY 1 ORDER BY 1").fetchall()
+    assert fits == [("family-a", 1), ("family-b", 1), ("family-c", 1)]
+    assert outcomes == [("fitted", 3), ("unchanged", 3)]
+
+
+def test_a_fit_materialisation_shows_coefficients_plot_and_check_results(home, tmp_path):
+    from registry.db import writer
+    from registry.ingest import ingest_path
+
+    with writer(home.registry) as con:
+        ingest_path(con, home, write_runs(tmp_path / "a.csv", chinchilla_runs("family-a")))
+    (result, _) = refit(home, ["family-a"], run_config=FAST)
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"]
+    metadata = event.materialization.metadata
+    assert "| chinchilla | v1 | published | alpha |" in metadata["coefficients"].value
+    assert metadata["plot"].value.startswith("![family-a fit](data:image/png;base64,")
+    assert metadata["n_runs"].value == 30
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree"}
+    assert checks["converged"] and checks["plausible"]
