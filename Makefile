@@ -7,7 +7,9 @@ export SCALEREG_HOME ?= $(CURDIR)/var
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test ui bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: setup browser demo test ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -19,10 +21,15 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced  ## create .venv and install the project and its test tools from uv.lock
 
+browser:  ## Debian's chromium for the UI test (Playwright drives it; nothing is downloaded at test time)
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the UI test needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
 demo: setup  ## ingest the shipped published datasets through the Dagster assets and print a summary
 	$(VENV)/bin/scalereg demo
 
-test: setup  ## the whole test suite
+test: setup browser  ## the whole test suite
 	$(VENV)/bin/python -m pytest
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000 with the project's instance

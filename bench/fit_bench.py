@@ -171,10 +171,18 @@ with a parameter-major Jacobian.
 
 
 def record(text: str) -> None:
-    """Replace (or append) the "## Fitting" section of RESULTS.md, leaving the rest."""
+    """Write the "## Fitting" section of RESULTS.md, keeping earlier dated rows.
+
+    Other sections (e.g. "## Ingest") are left exactly as they are.
+    """
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(r"^## Fitting\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
+    row = re.compile(r"^\| \d{4}-\d{2}-\d{2} \|.*$", re.M)
+    found = pattern.search(old)
+    if found:
+        earlier = [r for r in row.findall(found.group(0)) if r not in text]
+        new_row = row.search(text).group(0)
+        text = text.replace(new_row, "\n".join([*earlier, new_row]))
         new = pattern.sub(lambda _: text.rstrip() + "\n\n", old).rstrip() + "\n"
     else:
         new = old.rstrip() + "\n\n" + text.rstrip() + "\n"

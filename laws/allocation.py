@@ -204,6 +204,8 @@ def inference_aware(
     compute-optimal model for the budget that reaches the target; as ``D_inf``
     grows, smaller models trained on more tokens win.
     """
+    if law_of(params) not in ("chinchilla", "data_constrained"):
+        raise ValueError("inference-aware allocation needs Chinchilla-form parameters (E, A, B, alpha, beta)")
     E, A, B = (float(params[x]) for x in ("E", "A", "B"))
     al, be = float(params["alpha"]), float(params["beta"])
     T, Dinf = np.broadcast_arrays(np.asarray(target_loss, float), np.asarray(inference_tokens, float))

@@ -95,7 +95,11 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def log_model(theta: np.ndarray, lx: np.ndarray, n_breaks: int) -> tuple[np.ndarray, np.ndarray]:
     """``log y_hat = logaddexp(log a, log b - c0 log x - sum c_i f_i softplus((log x - log d_i)/f_i))``."""
-    theta = np.atleast_2d(theta)
+    with np.errstate(all="ignore"):  # extreme trial steps: rejected by the optimiser
+        return _log_model(np.atleast_2d(theta), lx, n_breaks)
+
+
+def _log_model(theta: np.ndarray, lx: np.ndarray, n_breaks: int) -> tuple[np.ndarray, np.ndarray]:
     K = n_breaks
     la, lb, c0 = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
     c = theta[:, 3 : 3 + K]
@@ -135,8 +139,11 @@ def make_problem(
         raise ValueError("n_breaks must be >= 0")
     names = param_names(n_breaks)
     used, w = select_runs(y, weights, exclude_top_loss, min_runs=len(names) - len(fixed or {}))
+    # sharpness outside [0.01, 100] is indistinguishable from a kink / no break
+    # on any realistic series; bounding it keeps resamples from running off
+    default = {f"f{i}": (1e-2, 1e2) for i in range(1, n_breaks + 1)}
     lower, upper, free, fixed_theta = resolve_bounds(
-        names, dict(bounds or {}), dict(fixed or {}), _log_params(n_breaks)
+        names, dict(bounds or {}), dict(fixed or {}), _log_params(n_breaks), default
     )
     lx = np.log(x[used])
     return Problem(

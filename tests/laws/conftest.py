@@ -14,7 +14,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from laws_truth import HOFFMANN, HOFFMANN_UNROUNDED, chinchilla_loss, grid_runs  # noqa: F401
 
 DATA = Path(os.environ.get("SCALEREG_SHARED_DATA", "/work/shared/data"))
 CHINCHILLA_CSV = DATA / "chinchilla" / "svg_extracted_data.csv"

@@ -10,16 +10,24 @@ from laws.diagnostics import identifiability
 from laws_truth import HOFFMANN, chinchilla_loss, grid_runs
 
 
-def _diagnose(N, D, seed=0):
+def _boot(N, D, seed=0):
     rng = np.random.default_rng(seed)
     L = chinchilla_loss(HOFFMANN, N, D) * np.exp(rng.normal(0, 0.01, N.size))
-    b = bootstrap({"params": N, "tokens": D, "loss": L}, n_resamples=200, seed=1)
-    return identifiability(b)
+    return bootstrap({"params": N, "tokens": D, "loss": L}, n_resamples=200, seed=1)
+
+
+def _diagnose(N, D, seed=0):
+    return identifiability(_boot(N, D, seed))
 
 
 @pytest.fixture(scope="module")
-def factorial():
-    return _diagnose(*grid_runs())
+def factorial_boot():
+    return _boot(*grid_runs())
+
+
+@pytest.fixture(scope="module")
+def factorial(factorial_boot):
+    return identifiability(factorial_boot)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +69,9 @@ def test_report_carries_the_correlation_matrix(factorial):
     assert factorial["param_names"] == ["E", "A", "B", "alpha", "beta"]
 
 
-def test_threshold_controls_what_counts_as_confounded(factorial):
-    from laws.bootstrap import BootstrapResult  # noqa: F401  (type of the input)
-
-    assert all(abs(c) > 0.95 for _, _, c in factorial["confounded_pairs"])
+def test_threshold_controls_what_counts_as_confounded(factorial_boot):
+    strict = identifiability(factorial_boot, threshold=0.95)
+    loose = identifiability(factorial_boot, threshold=0.3)
+    assert all(abs(c) > 0.95 for _, _, c in strict["confounded_pairs"])
+    assert len(loose["confounded_pairs"]) > len(strict["confounded_pairs"])
+    assert all(abs(c) > 0.3 for _, _, c in loose["confounded_pairs"])

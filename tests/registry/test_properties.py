@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,8 @@ from registry.home import Home
 from registry.ingest import ingest_path
 from schemas.families import FAMILY_PATTERN, is_family_key
 
-BUDGET = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+#: 40 examples per property in ``make test``; SCALEREG_PROPERTY_EXAMPLES=2000 for a longer hunt.
+BUDGET = settings(max_examples=int(os.environ.get("SCALEREG_PROPERTY_EXAMPLES", "40")), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 SLUGS = st.from_regex(FAMILY_PATTERN, fullmatch=True)
