@@ -48,7 +48,7 @@ def identifiability(
         ``A_E_confounded``, ``B_E_confounded``, ``A_alpha_confounded``,
         ``B_beta_confounded`` (when those parameters exist; ``alpha_beta``
         is also set when the fit's design correlates log N with log D beyond
-        ``threshold``, reported as ``log_design_correlation``), and
+        ``threshold``: ``design_confounded``, with ``log_design_correlation``), and
         ``identifiable``: nothing degenerate and no confounded pair other than
         the scale/exponent pairs ``(A, alpha)`` and ``(B, beta)``.
     """
@@ -93,12 +93,6 @@ def identifiability(
         "degenerate": degenerate,
         "log10_width": widths,
     }
-    benign = {frozenset(("A", "alpha")), frozenset(("B", "beta"))}
-    out["identifiable"] = (
-        not degenerate
-        and all(frozenset((p, q)) in benign for p, q, _ in pairs)
-        and not out.get("alpha_beta_confounded", False)
-    )
     for p, q in (("alpha", "beta"), ("A", "E"), ("B", "E"), ("A", "alpha"), ("B", "beta")):
         if p in names and q in names:
             out[f"{p}_{q}_confounded"] = flag(p, q)
@@ -107,8 +101,13 @@ def identifiability(
     # swap roles between resamples).
     design = bootstrap_result.fit.extras.get("log_design_correlation")
     out["log_design_correlation"] = design
-    if design is not None and abs(design) > threshold and "alpha_beta_confounded" in out:
+    out["design_confounded"] = bool(design is not None and abs(design) > threshold)
+    if out["design_confounded"] and "alpha_beta_confounded" in out:
         out["alpha_beta_confounded"] = True
-        if ("alpha", "beta") not in {(p, q) for p, q, _ in pairs}:
-            out["design_confounded"] = True
+    benign = {frozenset(("A", "alpha")), frozenset(("B", "beta"))}
+    out["identifiable"] = (
+        not degenerate
+        and all(frozenset((p, q)) in benign for p, q, _ in pairs)
+        and not out["design_confounded"]
+    )
     return out

@@ -7,6 +7,7 @@ retry for a bounded time and then say plainly that the registry is busy.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,16 @@ from pathlib import Path
 
 import duckdb
 
+#: How long a reader or writer waits for another process to release the file before giving up.
+#: Readers of planning tools can shorten it with SCALEREG_BUSY_WAIT (seconds).
 DEFAULT_WAIT_SECONDS = 10.0
+
+
+def busy_wait() -> float:
+    try:
+        return max(0.0, float(os.environ.get("SCALEREG_BUSY_WAIT", DEFAULT_WAIT_SECONDS)))
+    except ValueError:
+        return DEFAULT_WAIT_SECONDS
 
 
 class RegistryBusy(RuntimeError):
@@ -105,10 +115,10 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
 
 
 @contextmanager
-def writer(path: Path, wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+def writer(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A migrated read-write connection, closed as soon as the caller is done with it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only=False, wait=wait)
+    con = _open(path, read_only=False, wait=busy_wait() if wait is None else wait)
     try:
         migrate(con)
         yield con
@@ -117,11 +127,11 @@ def writer(path: Path, wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[duckdb.Du
 
 
 @contextmanager
-def reader(path: Path, wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+def reader(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection: queries through it cannot change the registry."""
     if not path.exists():
         raise RegistryMissing(path)
-    con = _open(path, read_only=True, wait=wait)
+    con = _open(path, read_only=True, wait=busy_wait() if wait is None else wait)
     try:
         yield con
     finally:

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from registry.db import migrate
+from registry.db import writer as open_writer
 from registry.home import Home
 
 
@@ -31,8 +31,12 @@ class RegistryResource(DuckDBResource):
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.get_connection() as con:
-            migrate(con)
+        """A migrated read-write connection, closed even when the body fails.
+
+        Uses the registry's own opener (bounded retry on the file lock, close in ``finally``)
+        rather than ``get_connection``, which leaves the file locked if the body raises.
+        """
+        with open_writer(self.paths.registry) as con:
             yield con
 
 

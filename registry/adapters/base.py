@@ -46,13 +46,19 @@ def canonical(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(columns)
 
 
+def _count_text(value: pl.Expr) -> pl.Expr:
+    """A count as a whole number ("125000000"); counts beyond a 64-bit integer in float notation, never null."""
+    whole = value.round(0).cast(pl.Int64, strict=False).cast(pl.String)
+    return pl.when(value.abs() < 9e18).then(whole).otherwise(value.cast(pl.String))
+
+
 def synthesized_run_names(frame: pl.DataFrame) -> pl.Expr:
     """A run name for rows that carry none: the model size (curves) or size and tokens (final values).
 
     Names are derived from the values so that the same run ingested twice gets the same run id.
     """
-    size = pl.lit("N=") + pl.col("params").round(0).cast(pl.Int64, strict=False).cast(pl.String)
-    tokens = pl.lit(",D=") + pl.col("tokens").round(0).cast(pl.Int64, strict=False).cast(pl.String)
+    size = pl.lit("N=") + _count_text(pl.col("params"))
+    tokens = pl.lit(",D=") + _count_text(pl.col("tokens"))
     return (
         pl.when(pl.col("run_name").is_not_null())
         .then(pl.col("run_name"))

@@ -8,16 +8,23 @@ value in these tests comes from the truth, never from the code under test.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
-import polars as pl
-import pytest
+# The fits make many small BLAS/LAPACK calls (L-BFGS-B's, the batched Newton's);
+# multi-threaded OpenBLAS makes them 5-10x slower on a busy 2-core machine.  Takes
+# effect only if numpy/scipy are not loaded yet (true when tests/laws runs alone).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
 
 DATA = Path(os.environ.get("SCALEREG_SHARED_DATA", "/work/shared/data"))
 CHINCHILLA_CSV = DATA / "chinchilla" / "svg_extracted_data.csv"
 ISOFLOPS_CSV = DATA / "isoflops" / "isoflops.csv"
+
 
 @pytest.fixture(scope="session")
 def chinchilla_runs() -> dict[str, np.ndarray]:

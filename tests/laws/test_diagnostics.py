@@ -75,3 +75,9 @@ def test_threshold_controls_what_counts_as_confounded(factorial_boot):
     assert all(abs(c) > 0.95 for _, _, c in strict["confounded_pairs"])
     assert len(loose["confounded_pairs"]) > len(strict["confounded_pairs"])
     assert all(abs(c) > 0.3 for _, _, c in loose["confounded_pairs"])
+
+
+def test_design_that_ties_tokens_to_parameters_is_reported(one_ratio, factorial):
+    assert one_ratio["design_confounded"]
+    assert one_ratio["log_design_correlation"] == pytest.approx(1.0)
+    assert not factorial["design_confounded"]

@@ -1,0 +1,257 @@
+"""Security: queries cannot change the registry or reach other files, SQL never carries user values
+unparameterised, data files are never executed, and names from input never leave the home folder."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry import read
+from registry.home import PROJECT_ROOT
+from registry.ingest import MAX_ARCHIVE_NAME, _archive, ingest_path, safe_file_name
+from schemas.families import MAX_FAMILY_LENGTH, family_problem, is_family_key, slugify
+from tests.cli import scalereg
+from tests.conftest import rows, write_csv
+
+HEADER = "family,run_name,params,tokens,loss"
+CODE_FOLDERS = ("registry", "schemas")
+
+
+@pytest.fixture
+def filled(home, tmp_path):
+    data = write_csv(tmp_path / "runs.csv", f"{HEADER}\nmy-model,a,1e8,2e9,3.1\nmy-model,b,2e8,4e9,2.9")
+    done = scalereg("ingest", str(data), home=home.root)
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- scalereg sql: read-only, and no way out of the registry -----------------------------------
+
+REFUSED = [
+    "DELETE FROM runs",
+    "DROP TABLE runs",
+    "INSERT INTO runs SELECT * FROM runs",
+    "UPDATE runs SET loss = 0",
+    "CREATE TABLE evil AS SELECT 1",
+    "ALTER TABLE runs ADD COLUMN x INT",
+    "SELECT 1; DELETE FROM runs",
+    "CHECKPOINT; DROP TABLE sources",
+    "SET enable_external_access = true",
+    "RESET enable_external_access",
+    "SET lock_configuration = false",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SELECT * FROM read_csv('{outside}/secret.csv')",
+    "SELECT * FROM read_text('{outside}/secret.csv')",
+    "COPY runs TO '{outside}/copied.csv'",
+    "COPY (SELECT * FROM runs) TO '{outside}/copied.parquet' (FORMAT parquet)",
+    "EXPORT DATABASE '{outside}/exported'",
+    "ATTACH '{outside}/other.duckdb' AS other",
+    "ATTACH '{outside}/other.duckdb' AS other (READ_WRITE); INSERT INTO other.t VALUES (2)",
+    "ATTACH '{outside}/new.duckdb' AS other; CREATE TABLE other.t AS SELECT * FROM runs",
+    "ATTACH ':memory:' AS m",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+def test_sql_refuses_what_would_change_the_registry_or_touch_other_files(filled, tmp_path, statement):
+    import duckdb
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_text("secret\nhunter2\n")
+    other = duckdb.connect(str(outside / "other.duckdb"))
+    other.execute("CREATE TABLE t AS SELECT 1 AS a")
+    other.close()
+    before = {p.name: digest(p) for p in outside.iterdir()}
+    registry_before = digest(filled.registry)
+
+    done = scalereg("sql", statement.format(outside=outside), home=filled.root)
+
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("scalereg: ") and "Traceback" not in done.stderr
+    assert "hunter2" not in done.stdout
+    assert {p.name: digest(p) for p in outside.iterdir()} == before  # nothing written, created or changed outside
+    assert digest(filled.registry) == registry_before  # the registry file is byte for byte the same
+
+
+def test_sql_explains_why_files_are_out_of_reach(filled, tmp_path):
+    done = scalereg("sql", f"COPY runs TO '{tmp_path}/x.csv'", home=filled.root)
+    assert "reads only the registry" in done.stderr and "--format csv" in done.stderr
+
+
+def test_sql_still_reads_everything_in_the_registry(filled):
+    done = scalereg("sql", "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM sources) AS sources",
+                    "--format", "csv", home=filled.root)
+    assert done.returncode == 0 and done.stdout.splitlines() == ["runs,sources", "2,1"]
+
+
+# --- SQL is built with parameters, never with user values ---------------------------------------
+
+
+def _python_files() -> list[Path]:
+    return [p for folder in CODE_FOLDERS for p in sorted((PROJECT_ROOT / folder).rglob("*.py"))]
+
+
+def test_no_sql_is_an_f_string_or_format_call():
+    """Every query handed to DuckDB is a constant, with values passed as parameters."""
+    offenders = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("execute", "sql", "executemany"):
+                if node.args and _builds_text(node.args[0]):
+                    offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def _builds_text(node: ast.AST) -> bool:
+    if isinstance(node, ast.JoinedStr):
+        return any(isinstance(v, ast.FormattedValue) for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return True
+    return False
+
+
+def test_values_that_look_like_sql_are_only_data(con, home, tmp_path):
+    hostile = "x' OR '1'='1"
+    path = write_csv(tmp_path / "runs.csv", f"{HEADER}\nmy-model,\"{hostile}\",1e8,2e9,3.1\nmy-model,b,2e8,4e9,2.9")
+    ingest_path(con, home, path, name="a'); DROP TABLE runs; --")
+    assert rows(con, "SELECT name FROM sources") == [("a'); DROP TABLE runs; --",)]
+    assert rows(con, "SELECT run_name FROM runs ORDER BY run_name") == [("b",), (hostile,)]
+    assert read.runs(con, "my-model' OR '1'='1").height == 0
+
+
+# --- data files are parsed, never executed --------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: if the file ever appears, something loaded a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("suffix", [".pkl", ".pickle", ".joblib", ".csv", ".jsonl", ".parquet", ".txt"])
+def test_a_pickle_is_never_loaded_whatever_its_name(con, home, tmp_path, protocol, suffix):
+    marker = tmp_path / "pwned"
+    path = tmp_path / f"runs{suffix}"
+    path.write_bytes(pickle.dumps([_Payload(marker)], protocol=protocol))
+    report = ingest_path(con, home, path)
+    assert not marker.exists()
+    assert report.status == "failed" and path.name in report.error and "bug in scalereg" not in report.error
+    if suffix in (".pkl", ".pickle", ".joblib") or protocol >= 2:
+        assert "pickle" in report.error or "refused" in report.error
+
+
+def test_the_code_never_unpickles_or_evaluates():
+    forbidden_modules = {"pickle", "cPickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
+    offenders = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module.split(".")[0]]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
+                names = [node.func.id]
+            offenders += [f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {n}" for n in names if n in forbidden_modules | {"eval", "exec"}]
+    assert offenders == []
+
+
+# --- family keys: validated before they become partition keys, file names or SQL values ----------
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text(max_size=80))
+def test_a_family_key_is_always_a_safe_name(value):
+    if is_family_key(value):
+        assert re.fullmatch(r"[a-z0-9-]{1,64}", value) and not value.startswith("-") and not value.endswith("-")
+        assert Path(value).name == value and value not in (".", "..")
+        assert family_problem(value) is None
+    else:
+        assert family_problem(value)
+    slug = slugify(value)
+    assert slug == "" or is_family_key(slug)
+
+
+@pytest.mark.parametrize(
+    "value", ["fam\n", "fam\r\n", "../fam", "fam/x", "fam\\x", "Fam", "fam ", " fam", "fam'", "fam;", "-fam", "fam-", "f" * 65, "ﬁ", "ｆａｍ", ""]
+)
+def test_values_that_are_not_keys(value):
+    assert not is_family_key(value) and family_problem(value)
+
+
+def test_the_family_option_is_checked_before_anything_is_written(home, tmp_path):
+    data = write_csv(tmp_path / "runs.csv", "params,tokens,loss\n1e8,2e9,3.1")
+    done = scalereg("ingest", str(data), "--family", "../../etc", home=home.root)
+    assert done.returncode == 1 and "did you mean 'etc'?" in done.stderr and "Traceback" not in done.stderr
+    assert not home.registry.exists() or scalereg("sql", "select count(*) as n from sources", "--format", "csv",
+                                                  home=home.root).stdout.splitlines() == ["n", "0"]
+
+
+def test_a_family_given_through_the_api_is_validated_too(con, home, tmp_path):
+    data = write_csv(tmp_path / "runs.csv", "params,tokens,loss\n1e8,2e9,3.1")
+    report = ingest_path(con, home, data, family="../../etc")
+    assert (report.rows_accepted, report.rows_rejected) == (0, 1)
+    assert rows(con, "SELECT count(*) FROM runs") == [(0,)]
+    assert len("x" * MAX_FAMILY_LENGTH) == 64
+
+
+# --- paths from input never leave the home folder ------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text(min_size=1, max_size=300))
+def test_an_archived_name_is_always_one_plain_file(name):
+    safe = safe_file_name(name)
+    assert safe and safe not in (".", "..") and not safe.startswith(".")
+    assert "/" not in safe and "\\" not in safe and "\x00" not in safe
+    assert len(safe) <= MAX_ARCHIVE_NAME and Path(safe).name == safe
+
+
+@pytest.mark.parametrize(
+    "name", ["..csv", "...csv", ".hidden.csv", "a;b'c\".csv", "名前.csv", "-rf.csv", "x" * 240 + ".csv", "a\nb.csv", "CON.csv"]
+)
+def test_odd_file_names_are_archived_inside_the_home(con, home, tmp_path, name):
+    path = write_csv(tmp_path / name, f"{HEADER}\nmy-model,a,1e8,2e9,3.1")
+    report = ingest_path(con, home, path)
+    assert report.status == "ingested", report.error
+    (archived,) = rows(con, "SELECT archive_path FROM sources")[0]
+    archived = Path(archived)
+    assert archived.parent == home.archive.resolve() / report.sha256[:2] / report.sha256
+    assert archived.read_bytes() == path.read_bytes()
+
+
+def test_the_archive_refuses_anything_but_a_content_hash(home, tmp_path):
+    path = write_csv(tmp_path / "a.csv", f"{HEADER}\nmy-model,a,1e8,2e9,3.1")
+    with pytest.raises(ValueError, match="sha256"):
+        _archive(home, path, "../../../outside")
+
+
+def test_the_landing_folder_does_not_reach_outside_the_home(home, tmp_path):
+    outside = write_csv(tmp_path / "outside.csv", f"{HEADER}\nmy-model,a,1e8,2e9,3.1")
+    assert not home.contains(home.landing / ".." / ".." / "outside.csv")
+    assert not home.contains(Path("/etc/passwd"))
+    link = home.landing / "link.csv"
+    os.symlink(outside, link)
+    assert not home.contains(link)  # a symlink out of the landing folder is outside too
+    assert home.contains(home.landing / "fine.csv")
