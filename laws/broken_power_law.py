@@ -24,9 +24,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from laws.objectives import get_objective
-from laws.optimize import Problem, fit_result, polish, resolve_bounds
-from laws.runs import positive_array, select_runs
+from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima, nnls_gram
 
@@ -137,29 +136,20 @@ def make_problem(
     x = positive_array("x (compute)", x, y.size)
     if n_breaks < 0:
         raise ValueError("n_breaks must be >= 0")
-    names = param_names(n_breaks)
-    used, w = select_runs(y, weights, exclude_top_loss, min_runs=len(names) - len(fixed or {}))
-    # sharpness outside [0.01, 100] is indistinguishable from a kink / no break
-    # on any realistic series; bounding it keeps resamples from running off
-    default = {f"f{i}": (1e-2, 1e2) for i in range(1, n_breaks + 1)}
-    lower, upper, free, fixed_theta = resolve_bounds(
-        names, dict(bounds or {}), dict(fixed or {}), _log_params(n_breaks), default
-    )
-    lx = np.log(x[used])
-    return Problem(
-        law="broken_power_law",
-        param_names=names,
-        model=lambda theta: log_model(theta, lx, n_breaks),
-        loss=y[used],
-        weights=w,
-        objective=get_objective(objective),
-        delta=float(huber_delta),
-        lower=lower,
-        upper=upper,
-        free=free,
-        to_natural=lambda theta: to_natural(theta, n_breaks),
-        used=used,
-        extras={"lx": lx, "n_breaks": n_breaks, "fixed_theta": fixed_theta},
+    return build_problem(
+        "broken_power_law",
+        param_names(n_breaks),
+        _log_params(n_breaks),
+        lambda theta, lx: log_model(theta, lx, n_breaks),
+        lambda theta: to_natural(theta, n_breaks),
+        loss=y,
+        runs={"lx": np.log(x)},
+        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
+        bounds=bounds, fixed=fixed, weights=weights,
+        # sharpness outside [0.01, 100] is indistinguishable from a kink / no break
+        # on any realistic series; bounding it keeps resamples from running off
+        default_bounds={f"f{i}": (1e-2, 1e2) for i in range(1, n_breaks + 1)},
+        extras={"n_breaks": n_breaks},
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -75,69 +76,32 @@ def _cols(data: Data, law: str, *names: str) -> list[np.ndarray]:
     return [column(data, n, law) for n in names]
 
 
-# --- chinchilla -----------------------------------------------------------------
-def _chinchilla_fit(data: Data, **options: Any) -> FitResult:
-    return chinchilla.fit(*_cols(data, "chinchilla", "params", "tokens", "loss"), **options)
+def _parametric(name: str, module: ModuleType, columns: tuple[str, ...], description: str) -> Law:
+    """A :class:`Law` for a module with ``fit``, ``make_problem`` and ``predict``.
 
+    ``fit`` and ``make_problem`` take ``columns`` in order; ``predict`` takes
+    the same columns without ``loss``.
+    """
+    inputs = tuple(c for c in columns if c != "loss")
 
-def _chinchilla_problem(data: Data, **options: Any) -> Problem:
-    return chinchilla.make_problem(
-        *_cols(data, "chinchilla", "params", "tokens", "loss"), **_only(chinchilla.make_problem, options)
+    def fit(data: Data, **options: Any) -> FitResult:
+        return module.fit(*_cols(data, name, *columns), **options)
+
+    def make_problem(data: Data, **options: Any) -> Problem:
+        return module.make_problem(*_cols(data, name, *columns), **_only(module.make_problem, options))
+
+    def predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
+        return module.predict(params, *_cols(data, name, *inputs))
+
+    return Law(
+        name=name,
+        param_names=module.PARAM_NAMES,
+        required_columns=columns,
+        fit=fit,
+        predict=predict,
+        description=description,
+        make_problem=make_problem,
     )
-
-
-def _chinchilla_predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
-    return chinchilla.predict(params, *_cols(data, "chinchilla", "params", "tokens"))
-
-
-# --- kaplan ---------------------------------------------------------------------
-def _kaplan_fit(data: Data, **options: Any) -> FitResult:
-    return kaplan.fit(*_cols(data, "kaplan", "params", "tokens", "loss"), **options)
-
-
-def _kaplan_problem(data: Data, **options: Any) -> Problem:
-    return kaplan.make_problem(
-        *_cols(data, "kaplan", "params", "tokens", "loss"), **_only(kaplan.make_problem, options)
-    )
-
-
-def _kaplan_predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
-    return kaplan.predict(params, *_cols(data, "kaplan", "params", "tokens"))
-
-
-# --- data-constrained -------------------------------------------------------------
-_DC = ("params", "tokens", "unique_tokens", "loss")
-
-
-def _dc_fit(data: Data, **options: Any) -> FitResult:
-    return data_constrained.fit(*_cols(data, "data_constrained", *_DC), **options)
-
-
-def _dc_problem(data: Data, **options: Any) -> Problem:
-    return data_constrained.make_problem(
-        *_cols(data, "data_constrained", *_DC), **_only(data_constrained.make_problem, options)
-    )
-
-
-def _dc_predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
-    return data_constrained.predict(
-        params, *_cols(data, "data_constrained", "params", "tokens", "unique_tokens")
-    )
-
-
-# --- broken power law ----------------------------------------------------------
-def _bpl_fit(data: Data, **options: Any) -> FitResult:
-    return broken_power_law.fit(*_cols(data, "broken_power_law", "flops", "loss"), **options)
-
-
-def _bpl_problem(data: Data, **options: Any) -> Problem:
-    return broken_power_law.make_problem(
-        *_cols(data, "broken_power_law", "flops", "loss"), **_only(broken_power_law.make_problem, options)
-    )
-
-
-def _bpl_predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
-    return broken_power_law.predict(params, column(data, "flops", "broken_power_law"))
 
 
 # --- isoflop (Approach 2) -------------------------------------------------------
@@ -150,14 +114,9 @@ def _isoflop_predict(params: Mapping[str, Any], data: Data) -> np.ndarray:
 
 
 LAWS: dict[str, Law] = {
-    "chinchilla": Law(
-        name="chinchilla",
-        param_names=chinchilla.PARAM_NAMES,
-        required_columns=("params", "tokens", "loss"),
-        fit=_chinchilla_fit,
-        predict=_chinchilla_predict,
-        description="Hoffmann et al. 2022 Approach 3: L = E + A/N^alpha + B/D^beta",
-        make_problem=_chinchilla_problem,
+    "chinchilla": _parametric(
+        "chinchilla", chinchilla, ("params", "tokens", "loss"),
+        "Hoffmann et al. 2022 Approach 3: L = E + A/N^alpha + B/D^beta",
     ),
     "isoflop": Law(
         name="isoflop",
@@ -168,32 +127,17 @@ LAWS: dict[str, Law] = {
         description="Hoffmann et al. 2022 Approach 2: IsoFLOP parabolas, N_opt = k_n C^a, D_opt = k_d C^b",
         predicts="n_opt",
     ),
-    "kaplan": Law(
-        name="kaplan",
-        param_names=kaplan.PARAM_NAMES,
-        required_columns=("params", "tokens", "loss"),
-        fit=_kaplan_fit,
-        predict=_kaplan_predict,
-        description="Kaplan et al. 2020: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
-        make_problem=_kaplan_problem,
+    "kaplan": _parametric(
+        "kaplan", kaplan, ("params", "tokens", "loss"),
+        "Kaplan et al. 2020: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
     ),
-    "broken_power_law": Law(
-        name="broken_power_law",
-        param_names=broken_power_law.PARAM_NAMES,
-        required_columns=("flops", "loss"),
-        fit=_bpl_fit,
-        predict=_bpl_predict,
-        description="Caballero et al. 2022: smoothly broken power law of loss in compute",
-        make_problem=_bpl_problem,
+    "broken_power_law": _parametric(
+        "broken_power_law", broken_power_law, ("flops", "loss"),
+        "Caballero et al. 2022: smoothly broken power law of loss in compute",
     ),
-    "data_constrained": Law(
-        name="data_constrained",
-        param_names=data_constrained.PARAM_NAMES,
-        required_columns=("params", "tokens", "unique_tokens", "loss"),
-        fit=_dc_fit,
-        predict=_dc_predict,
-        description="Muennighoff et al. 2023: Chinchilla law with decaying value of repeated data and excess parameters",
-        make_problem=_dc_problem,
+    "data_constrained": _parametric(
+        "data_constrained", data_constrained, ("params", "tokens", "unique_tokens", "loss"),
+        "Muennighoff et al. 2023: Chinchilla law with decaying value of repeated data and excess parameters",
     ),
 }
 

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from laws import chinchilla
-from laws.objectives import get_objective, rho
-from laws.optimize import Problem, fit_result, polish, resolve_bounds
-from laws.runs import positive_array, select_runs
+from laws.objectives import rho
+from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima
 
@@ -120,30 +120,20 @@ def make_problem(
     fixed: Mapping[str, float] | None = None,
     weights: np.ndarray | None = None,
 ) -> Problem:
-    """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`."""
+    """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
+
+    ``extras`` holds the used runs' ``N``, ``D``, ``U`` (the staged search in
+    :func:`fit` works on them) and ``fixed_theta``.
+    """
     L = positive_array("loss", L)
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
     U = positive_array("unique_tokens (U)", U, L.size)
-    used, w = select_runs(L, weights, exclude_top_loss, min_runs=len(PARAM_NAMES) - len(fixed or {}))
-    lower, upper, free, fixed_theta = resolve_bounds(
-        PARAM_NAMES, dict(bounds or {}), dict(fixed or {}), LOG_PARAMS
-    )
-    Nu, Du, Uu = N[used], D[used], U[used]
-    return Problem(
-        law="data_constrained",
-        param_names=PARAM_NAMES,
-        model=lambda theta: log_model(theta, Nu, Du, Uu),
-        loss=L[used],
-        weights=w,
-        objective=get_objective(objective),
-        delta=float(huber_delta),
-        lower=lower,
-        upper=upper,
-        free=free,
-        to_natural=to_natural,
-        used=used,
-        extras={"N": Nu, "D": Du, "U": Uu, "fixed_theta": fixed_theta},
+    return build_problem(
+        "data_constrained", PARAM_NAMES, LOG_PARAMS, log_model, to_natural,
+        loss=L, runs={"N": N, "D": D, "U": U},
+        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
+        bounds=bounds, fixed=fixed, weights=weights,
     )
 
 

@@ -19,9 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from laws.objectives import get_objective
-from laws.optimize import Problem, fit_result, polish, resolve_bounds
-from laws.runs import positive_array, select_runs
+from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima, nnls_gram
 
@@ -83,30 +82,20 @@ def make_problem(
     fixed: Mapping[str, float] | None = None,
     weights: np.ndarray | None = None,
 ) -> Problem:
-    """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`."""
+    """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
+
+    The exponents are bounded away from zero by default: ``alpha_D`` divides
+    in the model and the grid search takes powers of the bounds.
+    """
     L = positive_array("loss", L)
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
-    used, w = select_runs(L, weights, exclude_top_loss, min_runs=len(PARAM_NAMES) - len(fixed or {}))
-    default = {"alpha_N": (1e-4, None), "alpha_D": (1e-4, None)}
-    lower, upper, free, fixed_theta = resolve_bounds(
-        PARAM_NAMES, dict(bounds or {}), dict(fixed or {}), LOG_PARAMS, default
-    )
-    lN, lD = np.log(N[used]), np.log(D[used])
-    return Problem(
-        law="kaplan",
-        param_names=PARAM_NAMES,
-        model=lambda theta: log_model(theta, lN, lD),
-        loss=L[used],
-        weights=w,
-        objective=get_objective(objective),
-        delta=float(huber_delta),
-        lower=lower,
-        upper=upper,
-        free=free,
-        to_natural=to_natural,
-        used=used,
-        extras={"lN": lN, "lD": lD, "fixed_theta": fixed_theta},
+    return build_problem(
+        "kaplan", PARAM_NAMES, LOG_PARAMS, log_model, to_natural,
+        loss=L, runs={"lN": np.log(N), "lD": np.log(D)},
+        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
+        bounds=bounds, fixed=fixed, weights=weights,
+        default_bounds={"alpha_N": (1e-4, None), "alpha_D": (1e-4, None)},
     )
 
 

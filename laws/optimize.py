@@ -23,14 +23,15 @@ objective does not increase, so each batch member descends monotonically.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
-from laws.objectives import Objective, majorizer_weight, psi, psi_prime, rho
+from laws.objectives import Objective, get_objective, majorizer_weight, psi, psi_prime, rho
+from laws.runs import select_runs
 from laws.types import FitResult
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "polish",
     "fit_result",
     "resolve_bounds",
+    "build_problem",
 ]
 
 ModelFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -141,6 +143,74 @@ def resolve_bounds(
             free[i] = False
             lower[i] = upper[i] = fixed_theta[i]
     return lower, upper, free, fixed_theta
+
+
+def build_problem(
+    law: str,
+    param_names: tuple[str, ...],
+    log_params: frozenset[str],
+    log_model: Callable[..., tuple[np.ndarray, np.ndarray]],
+    to_natural: Callable[[np.ndarray], np.ndarray],
+    loss: np.ndarray,
+    runs: Mapping[str, np.ndarray],
+    *,
+    objective: str | Objective = "huber_log",
+    huber_delta: float = 1e-3,
+    exclude_top_loss: int = 0,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+    default_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> Problem:
+    """The setup every parametric law's ``make_problem`` shares.
+
+    The law validates its own input arrays (so that the messages name its
+    inputs) and passes the losses and the per-run arrays its model needs.
+    Here the options are checked, the runs selected
+    (:func:`laws.runs.select_runs`: a law needs at least as many runs as free
+    parameters), the bounds translated (:func:`resolve_bounds`) and ``runs``
+    restricted to the used runs, so that every law treats its options alike.
+
+    Args:
+        law, param_names, to_natural: as in :class:`Problem`.
+        log_params: parameters optimised as their logarithm.
+        log_model: ``log_model(theta, **runs)`` returning ``log L_hat`` and its
+            Jacobian for a batch of ``theta`` (bind other arguments first).
+        loss: validated losses of all runs.
+        runs: validated per-run arrays over all runs, keyed by the name
+            ``log_model`` takes them by; the used runs' arrays are kept in
+            ``extras`` for the law's global search.
+        objective, huber_delta, exclude_top_loss, bounds, fixed, weights: as
+            :func:`laws.chinchilla.fit`.
+        default_bounds: natural-scale bounds for parameters ``bounds`` omits.
+        extras: further law-specific entries for :attr:`Problem.extras`, which
+            also gets ``fixed_theta`` (see :func:`resolve_bounds`).
+    """
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    obj = get_objective(objective)
+    n_free = len(param_names) - len(fixed or {})
+    used, w = select_runs(loss, weights, exclude_top_loss, min_runs=max(n_free, 1))
+    lower, upper, free, fixed_theta = resolve_bounds(
+        param_names, dict(bounds or {}), dict(fixed or {}), log_params, default_bounds
+    )
+    used_runs = {k: v[used] for k, v in runs.items()}
+    return Problem(
+        law=law,
+        param_names=param_names,
+        model=lambda theta: log_model(theta, **used_runs),
+        loss=loss[used],
+        weights=w,
+        objective=obj,
+        delta=float(huber_delta),
+        lower=lower,
+        upper=upper,
+        free=free,
+        to_natural=to_natural,
+        used=used,
+        extras={**used_runs, **(extras or {}), "fixed_theta": fixed_theta},
+    )
 
 
 def residuals(problem: Problem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
