@@ -72,16 +72,19 @@ def ingest(
         fail(str(problem))
     except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded
         fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
+    def shown(text: str) -> str:  # a file name from elsewhere must not drive the terminal (escape codes)
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
     if fmt == "json":
         typer.echo(to_json(report.as_dict()))
     else:
         typer.echo(
-            f"{report.name}: {report.status}; rows read {report.rows_read}, accepted {report.rows_accepted}, "
+            f"{shown(report.name)}: {report.status}; rows read {report.rows_read}, accepted {report.rows_accepted}, "
             f"rejected {report.rows_rejected}; runs added {report.runs_added}"
             + (f"; families: {', '.join(report.families)}" if report.families else "")
         )
         if report.error:
-            typer.echo(f"  {report.error}")
+            typer.echo(f"  {shown(report.error)}")
         if report.rows_rejected and report.status == "ingested":
             typer.echo(f"  see the reasons: scalereg sql \"select row_number, reasons from rejects where source_id = {report.source_id}\"")
     if report.status == "failed":
@@ -113,7 +116,7 @@ def sql(
                 fail(f"the registry is opened read-only; statements that change it are refused ({text})")
             if isinstance(error, duckdb.PermissionException) or "disabled by configuration" in text or "locked" in text:
                 fail(
-                    "scalereg sql reads only the registry: files, other databases, extensions and settings are "
+                    "the sql command reads only the registry: files, other databases, extensions and settings are "
                     f"out of reach ({text}); to export, use --format csv or json and redirect the output"
                 )
             fail(f"query failed: {text}")

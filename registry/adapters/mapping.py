@@ -195,11 +195,11 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
     if family_source:
         expressions.append(pl.lit(family_source).alias("family"))
     elif family_column:
-        raw_family = pl.col(family_column).cast(pl.String)
+        raw_family = as_text(pl.col(family_column), frame.schema[family_column])
         if mapping.family_values:
             expressions.append(raw_family.replace(mapping.family_values).alias("family"))
         elif mapping.slugify_family:
-            values = frame.get_column(family_column).cast(pl.String).unique().drop_nulls().to_list()
+            values = frame.select(raw_family).to_series().unique().drop_nulls().to_list()
             # a name with nothing to slugify ("模型") stays as it is, so its row is rejected naming it
             expressions.append(raw_family.replace({v: slugify(v) or v for v in values}).alias("family"))
         else:
@@ -226,9 +226,8 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
     errors = []
     for canonical_name, column in parse_checks:
         dtype = frame.schema[column]
-        failed = frame.select("row_number", as_text(pl.col(column), dtype).alias("value")).with_columns(
-            mapped.get_column(canonical_name).alias("parsed")
-        ).filter(pl.col("value").is_not_null() & pl.col("parsed").is_null())
+        unread = pl.col(column).is_not_null() & mapped.get_column(canonical_name).is_null()
+        failed = frame.filter(unread).select("row_number", as_text(pl.col(column), dtype).alias("value"))  # text only for failures
         if failed.height:
             transform = mapping.transforms.get(canonical_name, "a number")
             used_transform = mapping.transforms.get(canonical_name) or (

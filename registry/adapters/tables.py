@@ -138,7 +138,8 @@ def _read_csv(path: Path, header: bool, separator: str, text_columns: tuple[str,
     # Headerless columns are named column_1, column_2, ... by the reader, "0", "1", ... by mappings.
     names = text_columns if header else tuple(f"column_{int(c) + 1}" for c in text_columns if c.isdigit())
     options = dict(
-        has_header=header, separator=separator, null_values=NULL_VALUES, schema_overrides={c: pl.String for c in names}
+        has_header=header, separator=separator, null_values=NULL_VALUES, schema_overrides={c: pl.String for c in names},
+        glob=False,  # a file named "runs[1].csv" is a file, not a pattern
     )
     try:
         return pl.read_csv(path, infer_schema_length=10_000, **options)
@@ -154,6 +155,12 @@ def _read_csv(path: Path, header: bool, separator: str, text_columns: tuple[str,
 def _duplicate_columns(frame: pl.DataFrame) -> list[str]:
     names = set(frame.columns)
     return sorted({m["base"] for c in frame.columns if (m := _DUPLICATED.match(c)) and m["base"] in names})
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex()
+    return str(value)
 
 
 def _plain_types(frame: pl.DataFrame) -> pl.DataFrame:
@@ -172,6 +179,10 @@ def _plain_types(frame: pl.DataFrame) -> pl.DataFrame:
             converted.append(frame.get_column(name).cast(pl.Float64))
         elif dtype == pl.Object:
             converted.append(frame.get_column(name).map_elements(str, return_dtype=pl.String))
+        elif dtype.is_nested() and "Binary" in str(dtype):  # polars cannot write bytes inside lists as JSON
+            values = frame.get_column(name).to_list()
+            texts = [None if v is None else json.dumps(v, default=_hex) for v in values]
+            converted.append(pl.Series(name, texts, dtype=pl.String))
     return frame.with_columns(converted) if converted else frame
 
 
@@ -197,15 +208,16 @@ def read_table(
             if not header:
                 frame = frame.rename({name: str(i) for i, name in enumerate(frame.columns)})
         elif suffix in PARQUET_SUFFIXES:
-            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            rows = pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()
             if rows > MAX_ROWS:
                 raise FileProblem(
                     f"{path.name}: {rows:,} rows is over the {MAX_ROWS:,}-row limit for one file; "
                     "split it into smaller files and drop them one by one."
                 )
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, glob=False)
         elif suffix in JSONL_SUFFIXES:
-            frame = pl.read_ndjson(path, infer_schema_length=10_000)
+            with path.open("rb") as handle:  # a handle, so "[", "*" or "?" in the name is not a pattern
+                frame = pl.read_ndjson(handle, infer_schema_length=10_000)
         else:
             raise FileProblem(
                 f"{path.name}: unsupported file type {suffix or '(none)'!r}; "
@@ -224,6 +236,8 @@ def read_table(
         elif suffix in JSONL_SUFFIXES:
             where = _locate_jsonl_problem(path)
         detail = where or text
+        if not where and "supertype" in text:
+            detail += ": a column holds different kinds of values on different rows (a number on one, a list on another)"
         raise FileProblem(f"{path.name}: could not be read as {suffix} ({detail}); check the format and export it again.") from None
     if frame.height == 0:
         raise FileProblem(f"{path.name}: has no data rows (only a header or nothing); add the runs and drop it again.")

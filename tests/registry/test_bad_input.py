@@ -347,3 +347,31 @@ def test_the_command_refuses_a_pipe_and_a_bad_mapping_in_one_line(home, tmp_path
     data = shutil.copy(BAD / "extra-columns.csv", tmp_path / "runs.csv")
     done = scalereg("ingest", str(data), "--mapping", str(mapping), home=home.root)
     assert done.returncode == 1 and "map.toml: not UTF-8" in done.stdout and "Traceback" not in done.stderr
+
+
+# --- found by the property tests (tests/registry/test_properties.py) -------------------------------
+
+
+def test_keys_and_names_that_look_like_numbers_stay_text(con, home, tmp_path):
+    path = write_csv(tmp_path / "numeric-names.csv", f"{HEADER}\n007,001,1e8,2e9,3.1\n1e5,2.50,2e8,4e9,2.9")
+    report = ingest_path(con, home, path)
+    assert (report.rows_accepted, report.rows_rejected) == (2, 0)
+    assert rows(con, "SELECT family, run_name FROM runs ORDER BY params") == [("007", "001"), ("1e5", "2.50")]
+
+
+def test_a_count_beyond_64_bit_integers_still_gets_a_run_name(con, home, tmp_path):
+    path = write_csv(tmp_path / "huge-n.csv", "family,params,tokens,loss\nfam,9.3e18,2e9,3.1\nfam,1e8,2e9,3.0")
+    report = ingest_path(con, home, path)
+    assert (report.status, report.rows_accepted) == ("ingested", 2), report.error
+    assert rows(con, "SELECT run_name FROM runs ORDER BY params") == [("N=100000000,D=2000000000",), ("N=9.3e+18,D=2000000000",)]
+
+
+@pytest.mark.parametrize("name", ["runs[1].csv", "runs*.csv", "runs?.parquet", "runs [copy].jsonl"])
+def test_a_file_name_with_pattern_characters_is_read_as_that_file(con, home, tmp_path, name):
+    import polars as pl
+
+    frame = pl.DataFrame({"family": ["fam"], "run_name": ["a"], "params": [1e8], "tokens": [2e9], "loss": [3.1]})
+    path = tmp_path / name
+    {".csv": frame.write_csv, ".parquet": frame.write_parquet, ".jsonl": frame.write_ndjson}[path.suffix](path)
+    report = ingest_path(con, home, path)
+    assert (report.status, report.rows_accepted) == ("ingested", 1), report.error

@@ -14,7 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from typer.testing import CliRunner
+
 from registry import read
+from registry.cli import app
+from registry.db import writer
 from registry.home import PROJECT_ROOT
 from registry.ingest import MAX_ARCHIVE_NAME, _archive, ingest_path, safe_file_name
 from schemas.families import MAX_FAMILY_LENGTH, family_problem, is_family_key, slugify
@@ -28,9 +32,16 @@ CODE_FOLDERS = ("registry", "schemas")
 @pytest.fixture
 def filled(home, tmp_path):
     data = write_csv(tmp_path / "runs.csv", f"{HEADER}\nmy-model,a,1e8,2e9,3.1\nmy-model,b,2e8,4e9,2.9")
-    done = scalereg("ingest", str(data), home=home.root)
-    assert done.returncode == 0, done.stderr
+    with writer(home.registry) as con:
+        assert ingest_path(con, home, data).status == "ingested"
     return home
+
+
+def sql_in_process(home, *args: str):
+    """The sql command run in this process (fast); the subprocess tests below run it as a user does."""
+    result = CliRunner().invoke(app, ["sql", *args], env={"SCALEREG_HOME": str(home.root)})
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    return result
 
 
 def digest(path: Path) -> str:
@@ -78,18 +89,20 @@ def test_sql_refuses_what_would_change_the_registry_or_touch_other_files(filled,
     before = {p.name: digest(p) for p in outside.iterdir()}
     registry_before = digest(filled.registry)
 
-    done = scalereg("sql", statement.format(outside=outside), home=filled.root)
+    done = sql_in_process(filled, statement.format(outside=outside))
 
-    assert done.returncode == 1, done.stdout
+    assert done.exit_code == 1, done.stdout
     assert done.stderr.startswith("scalereg: ") and "Traceback" not in done.stderr
     assert "hunter2" not in done.stdout
     assert {p.name: digest(p) for p in outside.iterdir()} == before  # nothing written, created or changed outside
     assert digest(filled.registry) == registry_before  # the registry file is byte for byte the same
 
 
-def test_sql_explains_why_files_are_out_of_reach(filled, tmp_path):
+def test_sql_explains_why_files_are_out_of_reach_in_one_line(filled, tmp_path):
     done = scalereg("sql", f"COPY runs TO '{tmp_path}/x.csv'", home=filled.root)
-    assert "reads only the registry" in done.stderr and "--format csv" in done.stderr
+    assert done.returncode == 1 and not (tmp_path / "x.csv").exists()
+    assert "the sql command reads only the registry" in done.stderr and "--format csv" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def test_sql_still_reads_everything_in_the_registry(filled):
@@ -255,3 +268,9 @@ def test_the_landing_folder_does_not_reach_outside_the_home(home, tmp_path):
     os.symlink(outside, link)
     assert not home.contains(link)  # a symlink out of the landing folder is outside too
     assert home.contains(home.landing / "fine.csv")
+
+
+def test_a_file_name_cannot_drive_the_terminal(home, tmp_path):
+    path = write_csv(tmp_path / "evil\x1b[2J.csv", f"{HEADER}\nmy-model,a,1e8,2e9,3.1")
+    result = CliRunner().invoke(app, ["ingest", str(path)], env={"SCALEREG_HOME": str(home.root)})
+    assert result.exit_code == 0 and "\x1b" not in result.stdout and "evil\\x1b[2J.csv: ingested" in result.stdout
