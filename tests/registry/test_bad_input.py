@@ -301,7 +301,6 @@ def test_a_folder_is_not_a_file(con, home, tmp_path):
     assert (status, counts) == ("failed", (0, 0, 0)) and "is a folder" in error
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_a_named_pipe_is_refused_before_anything_is_read(con, home, tmp_path):
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
@@ -336,7 +335,6 @@ def test_the_command_refuses_a_huge_file_quickly(home, tmp_path):
     assert done.returncode == 1 and "over the 1 GiB limit" in done.stdout and "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_the_command_refuses_a_pipe_and_a_bad_mapping_in_one_line(home, tmp_path):
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
