@@ -22,8 +22,10 @@ def run_job(
     from pipelines.definitions import build_defs
 
     prepare_dagster_home(home)
-    job = build_defs(home).resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
+        # Resolve the job while this instance is open: Dagster's definitions loading looks up
+        # the current instance, and an earlier, closed one may already be garbage.
+        job = build_defs(home).resolve_job_def(job_name)
         return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=True)
 
 
