@@ -6,7 +6,6 @@ frames; never imports Dagster, never writes.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import duckdb
@@ -140,7 +139,3 @@ def allocations_latest(con: duckdb.DuckDBPyConnection, family: str | None = None
     if family is None:
         return con.sql(query + " ORDER BY family, inference_tokens, compute").pl()
     return con.sql(query + " WHERE family = ? ORDER BY inference_tokens, compute", params=[family]).pl()
-
-
-def as_json(value: object) -> str:
-    return json.dumps(value, indent=2, default=str)

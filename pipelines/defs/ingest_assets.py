@@ -5,10 +5,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.ingest_metadata import check_specs, materialize_result
+from pipelines.defs.ingest_metadata import RUNS_COLUMN_SCHEMA, check_specs, materialize_result
 from pipelines.defs.resources import RegistryResource
+from registry.db import one
 from registry.ingest import ingest_path
 from registry.published import PUBLISHED, PublishedSource, ingest_published
+from registry.read import family_summary
 
 REGISTRY_POOL = "registry"
 INGEST_GROUP = "ingest"
@@ -84,10 +86,6 @@ def runs(registry: RegistryResource) -> dg.MaterializeResult:
     Query it with `scalereg sql "select family, count(*) from runs group by 1"`. Rejected rows
     are in `rejects`, sources in `sources`, per-step curves in `run_points`.
     """
-    from pipelines.defs.ingest_metadata import RUNS_COLUMN_SCHEMA
-    from registry.db import one
-    from registry.read import family_summary
-
     with registry.writer() as con:
         summary = family_summary(con)
         sources = one(con, "SELECT count(*), coalesce(sum(rows_rejected), 0) FROM sources")
