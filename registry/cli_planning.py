@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -104,8 +103,8 @@ def allocate_command(
         with reader(Home.from_env().registry) as con:
             try:
                 answer = allocate(con, family, budget, serve, law)
-            except NoPublishedFit as missing:
-                fail(str(missing))
+            except (NoPublishedFit, ValueError) as problem:
+                fail(str(problem))
     if fmt == "json":
         typer.echo(to_json(answer))
     else:
@@ -167,5 +166,4 @@ def fit_command(
         return
     rows = [{"parameter": k, "value": v, "ci_95": str(result.get("ci", {}).get(k, ""))} for k, v in result["params"].items()]
     typer.echo(render(pl.DataFrame(rows), "table" if fmt == "table" else fmt))
-    summary = {k: v for k, v in result.items() if k not in ("params", "ci")}
-    print(to_json(summary), file=sys.stdout)
+    typer.echo(to_json({k: v for k, v in result.items() if k not in ("params", "ci")}))

@@ -35,13 +35,25 @@ def _write_frame(folder: Path, stem: str, frame: pl.DataFrame, records: list[dic
 
 
 def write_exports(con: duckdb.DuckDBPyConnection, home: Home) -> list[Path]:
-    """Write ``exports/coefficients.*`` and ``exports/allocations.*`` and a dated copy of each."""
+    """Write ``exports/coefficients.*`` and ``exports/allocations.*`` and a dated copy of each.
+
+    Nothing is written when the published tables are what the exports already hold, so a refit
+    that found nothing new (or a second materialisation after it) adds no dated copy.
+    """
     coefficient_records = coefficients(con)
+    payload = json.dumps(coefficient_records, indent=2, default=str)
+    allocations = allocations_latest(con)
+    latest_json, latest_allocations = home.exports / "coefficients.json", home.exports / "allocations.parquet"
+    if (
+        latest_json.exists() and latest_allocations.exists()
+        and latest_json.read_text(encoding="utf-8") == payload
+        and pl.read_parquet(latest_allocations).equals(allocations)
+    ):
+        return []
     flat = con.sql(
         "SELECT family, law, version, fitted_at, data_version, n_runs, name, value, ci_lo, ci_hi "
         "FROM coefficients_latest ORDER BY family, law, name"
     ).pl()
-    allocations = allocations_latest(con)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     written = _write_frame(home.exports, "coefficients", flat, coefficient_records)
     written += _write_frame(home.exports, "allocations", allocations)

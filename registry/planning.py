@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from laws import allocation
+from laws.catalog import get_law
 
 _COEFFICIENT_SOURCES = {
     "latest": "SELECT * FROM coefficients_latest",
@@ -78,9 +79,12 @@ def allocate(
     ).fetchall()
     if not found:
         raise NoPublishedFit(f"no published {law} fit for family {family!r}; run 'scalereg refit --family {family}'")
+    if inference_tokens and law != "chinchilla":
+        raise ValueError(f"inference-aware allocation is defined for the chinchilla law, not {law!r}")
     fit_id, version, names, samples = found[0]
     params = {n: v for n, v in con.execute("SELECT name, value FROM coefficients WHERE fit_id = ?", [fit_id]).fetchall()}
-    law_params = {k: params[k] for k in ("E", "A", "B", "alpha", "beta")}
+    # the law's own parameters; stored derived values (the exponents a, b of a Chinchilla fit) are left out
+    law_params = {k: params[k] for k in get_law(law).param_names}
     point = allocation.compute_optimal(law_params, compute, law=law)
     result = {"family": family, "law": law, "version": version, "compute": float(compute)}
     ci: dict[str, list[float]] = {}

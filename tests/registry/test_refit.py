@@ -135,3 +135,23 @@ def test_exports_hold_the_latest_coefficients_in_three_formats_plus_a_dated_copy
         assert all((home.exports / f"{stem}.{ext}").stat().st_size > 0 for ext in ("parquet", "csv", "json"))
     assert len(list((home.exports / "versions").glob("coefficients-*.json"))) == 1
     assert not list(home.exports.glob(".*.tmp"))
+
+
+def test_exports_are_not_rewritten_when_nothing_was_published(home, tmp_path):
+    ingest_synthetic(home, tmp_path)
+    refit(home)
+    with writer(home.registry) as con:
+        first = write_exports(con, home)
+        again = write_exports(con, home)
+    assert first and again == []
+    assert len(list((home.exports / "versions").glob("coefficients-*.json"))) == 1
+
+
+def test_allocate_from_a_kaplan_fit_spends_the_budget(home, tmp_path):
+    ingest_synthetic(home, tmp_path)
+    refit(home)
+    with writer(home.registry) as con:
+        answer = allocate(con, "synthetic", 1e23, law="kaplan")
+        with pytest.raises(ValueError, match="chinchilla"):
+            allocate(con, "synthetic", 1e23, inference_tokens=1e12, law="kaplan")
+    assert answer["law"] == "kaplan" and answer["n_opt"] * answer["d_opt"] * 6 == pytest.approx(1e23, rel=1e-6)
