@@ -6,24 +6,18 @@ version stays the one planners see. Non-blocking gates are reported but do not h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class GateSettings:
-    """Thresholds, configurable per run (Dagster config) or per call."""
-
-    max_extrapolation_error: float = 0.05
-    max_relative_interval_width: float = 1.0
-    max_exponent_disagreement: float = 0.1
-    identifiability_blocks: bool = False
-    agreement_blocks: bool = False
+from registry.settings import GateSettings
 
 
 @dataclass(frozen=True)
 class Gate:
+    """One gate's outcome for one fit, stored with the fit in ``fits.checks``."""
+
     name: str
     passed: bool
     blocking: bool
@@ -31,6 +25,48 @@ class Gate:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _always(settings: GateSettings) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class GateDefinition:
+    """A gate as the catalogue declares it: what it asks of a fit, and whether failing it holds the fit."""
+
+    name: str
+    description: str
+    holds: Callable[[GateSettings], bool] = _always
+
+    def outcome(self, passed: bool, detail: str, settings: GateSettings) -> Gate:
+        return Gate(self.name, bool(passed), self.holds(settings), detail)
+
+
+#: Every gate a fit can face, in the order the UI lists them; the one place that says which gates hold a fit.
+GATES: dict[str, GateDefinition] = {
+    gate.name: gate
+    for gate in (
+        GateDefinition("converged", "the optimiser met its tolerance"),
+        GateDefinition("plausible", "0 < alpha, beta < 2 and 0 < E < the smallest observed loss"),
+        GateDefinition(
+            "extrapolation",
+            "loss on the runs above a compute cut-off is predicted within the threshold by a fit on those below",
+        ),
+        GateDefinition("interval_width", "95% bootstrap intervals of alpha and beta are narrow enough to plan with"),
+        GateDefinition(
+            "identifiability",
+            "alpha and beta (and A and E) can be told apart on these runs",
+            holds=lambda settings: settings.identifiability_blocks,
+        ),
+        GateDefinition(
+            "approaches_agree",
+            "Approach 2 and Approach 3 agree on the allocation exponent a, where both apply",
+            holds=lambda settings: settings.agreement_blocks,
+        ),
+        GateDefinition("finite_parameters", "every parameter of the fit is a finite number"),
+    )
+}
 
 
 def _relative_width(ci: tuple[float, float], value: float) -> float:
@@ -55,49 +91,52 @@ def chinchilla_gates(
     plausible = bool(0 < alpha < 2 and 0 < beta < 2 and 0 < E < min_observed_loss)
     widths = {name: _relative_width(ci[name], params[name]) for name in ("alpha", "beta") if name in ci}
     widest = max(widths.values()) if widths else float("inf")
+    confounded = [k for k, v in identifiability.items() if k.endswith("_confounded") and v]
     gates = [
-        Gate("converged", bool(converged), True, "the optimiser met its tolerance" if converged else "the optimiser did not converge"),
-        Gate(
-            "plausible",
-            plausible,
-            True,
-            f"alpha={alpha:.4g}, beta={beta:.4g} in (0, 2); E={E:.4g} in (0, min loss {min_observed_loss:.4g})",
+        GATES["converged"].outcome(
+            converged, "the optimiser met its tolerance" if converged else "the optimiser did not converge", settings
         ),
-        Gate(
-            "extrapolation",
+        GATES["plausible"].outcome(
+            plausible,
+            f"alpha={alpha:.4g}, beta={beta:.4g} in (0, 2); E={E:.4g} in (0, min loss {min_observed_loss:.4g})",
+            settings,
+        ),
+        GATES["extrapolation"].outcome(
             extrapolation_error is not None and extrapolation_error <= settings.max_extrapolation_error,
-            True,
             "no runs above the cut-off to score" if extrapolation_error is None
             else f"mean relative error above the compute cut-off {extrapolation_error:.2%} (limit {settings.max_extrapolation_error:.0%})",
+            settings,
         ),
-        Gate(
-            "interval_width",
+        GATES["interval_width"].outcome(
             widest <= settings.max_relative_interval_width,
-            True,
             f"widest 95% interval of alpha, beta relative to the value: {widest:.2f} (limit {settings.max_relative_interval_width:.2f})",
+            settings,
+        ),
+        GATES["identifiability"].outcome(
+            not confounded,
+            "parameters are told apart by the runs" if not confounded else "cannot be told apart: " + ", ".join(confounded),
+            settings,
         ),
     ]
-    confounded = [k for k, v in identifiability.items() if k.endswith("_confounded") and v]
-    gates.append(
-        Gate(
-            "identifiability",
-            not confounded,
-            settings.identifiability_blocks,
-            "parameters are told apart by the runs" if not confounded else "cannot be told apart: " + ", ".join(confounded),
-        )
-    )
     if isoflop_a is not None:
         a3 = beta / (alpha + beta)
-        gap = abs(a3 - isoflop_a)
         gates.append(
-            Gate(
-                "approaches_agree",
-                gap <= settings.max_exponent_disagreement,
-                settings.agreement_blocks,
+            GATES["approaches_agree"].outcome(
+                abs(a3 - isoflop_a) <= settings.max_exponent_disagreement,
                 f"allocation exponent a: Approach 3 {a3:.3f}, Approach 2 {isoflop_a:.3f} (tolerance {settings.max_exponent_disagreement})",
+                settings,
             )
         )
     return gates
+
+
+def law_gates(converged: bool, message: str, params: dict[str, float], settings: GateSettings) -> list[Gate]:
+    """The gates for a law without its own: it converged and every parameter is a finite number."""
+    finite = all(np.isfinite(value) for value in params.values())
+    return [
+        GATES["converged"].outcome(converged, message, settings),
+        GATES["finite_parameters"].outcome(finite, "every parameter is a finite number", settings),
+    ]
 
 
 def verdict(gates: list[Gate]) -> tuple[str, str | None]:

@@ -6,12 +6,10 @@ only to read the runs and, at the end, to append the results in one transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
@@ -31,8 +29,9 @@ from registry.fit_store import (
     record_unchanged,
     store_fits,
 )
-from registry.gates import Gate, GateSettings, chinchilla_gates, verdict
+from registry.gates import Gate, chinchilla_gates, law_gates, verdict
 from registry.published import FAMILY_FIT_OPTIONS
+from registry.settings import FitSettings
 
 OpenWriter = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -44,23 +43,6 @@ INFERENCE_BUDGETS = 10.0 ** np.arange(20.0, 26.01, 1.0)
 #: IsoFLOP groups: runs whose compute agrees to three significant digits share a budget.
 MIN_RUNS_PER_BUDGET = 3
 MIN_BUDGETS = 3
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """What a refit does; part of the code version, so changing a setting refits."""
-
-    bootstrap_resamples: int = 1000
-    other_law_resamples: int = 200
-    seed: int = 0
-    huber_delta: float = 1e-3
-    exclude_top_loss: int = 0
-    min_runs: int = 8
-    gates: GateSettings = field(default_factory=GateSettings)
-
-    def code_version(self) -> str:
-        options = json.dumps(asdict(self), sort_keys=True)
-        return f"{laws_code_version()}-{hashlib.sha256(options.encode()).hexdigest()[:6]}"
 
 
 @dataclass
@@ -214,12 +196,8 @@ def _fit_other(law: str, runs, family, version, code, settings) -> LawFit:
     spec = LAWS[law]
     boot = bootstrap(data, law, n_resamples=settings.other_law_resamples, seed=settings.seed)
     fit = boot.fit
-    finite = all(np.isfinite(v) for v in fit.params.values())
     extrapolation = _extrapolation(law, data) if spec.predicts == "loss" else None
-    gates = [
-        Gate("converged", bool(fit.converged), True, fit.message or ""),
-        Gate("finite_parameters", finite, True, "every parameter is a finite number"),
-    ]
+    gates = law_gates(fit.converged, fit.message or "", fit.params, settings.gates)
     status, reason = verdict(gates)
     record = FitRecord(
         family=family, law=law, data_version=version, code_version=code,
