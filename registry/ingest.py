@@ -11,8 +11,9 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import polars as pl
 
 from registry.adapters import gadre, olmo_ladder, tables
 from registry.adapters.base import Batch, FileProblem
-from registry.adapters.mapping import GENERIC, Mapping, load_mapping, read_with_mapping
+from registry.adapters.mapping import GENERIC, ColumnMapping, load_mapping, read_with_mapping
 from registry.db import one, transaction
 from registry.home import PROJECT_ROOT, Home
 from registry.validate import flag_expressions, validate
@@ -164,20 +165,22 @@ def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
 
 def _run_ids(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
     """Stable run ids: md5 of "family/run_name", so the same run from any file maps to one id."""
-    keys = runs.select(RUN_KEY)  # noqa: F841 - read by DuckDB's replacement scan
-    return con.sql("SELECT family, run_name, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM keys").pl()
+    with _registered(con, incoming_keys=runs.select(RUN_KEY)):
+        return con.sql(
+            "SELECT family, run_name, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM incoming_keys"
+        ).pl()
 
 
 def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
     """Incoming runs already in the registry: identical ones are duplicates, different ones conflicts."""
-    incoming = runs.select("run_id", "run_name", "params", "tokens", "loss")  # noqa: F841
-    found = con.sql(
-        """
-        SELECT i.run_id, s.name AS earlier_source, r.params AS old_params, r.tokens AS old_tokens, r.loss AS old_loss,
-               i.params, i.tokens, i.loss
-        FROM incoming i JOIN runs r USING (run_id) JOIN sources s USING (source_id)
-        """
-    ).pl()
+    with _registered(con, incoming=runs.select("run_id", "run_name", "params", "tokens", "loss")):
+        found = con.sql(
+            """
+            SELECT i.run_id, s.name AS earlier_source, r.params AS old_params, r.tokens AS old_tokens, r.loss AS old_loss,
+                   i.params, i.tokens, i.loss
+            FROM incoming i JOIN runs r USING (run_id) JOIN sources s USING (source_id)
+            """
+        ).pl()
     if found.height == 0:
         return pl.DataFrame(schema={"run_id": pl.String, "reason": pl.String})
     same = pl.all_horizontal(
@@ -218,17 +221,82 @@ def _raw_rows(batch: Batch, row_numbers: pl.Series) -> pl.DataFrame:
     )
 
 
-def _record_failure(con, name, kind, adapter, citation, original, sha256, message) -> IngestReport:
+@dataclass(frozen=True)
+class IncomingSource:
+    """A source being ingested: what its row in ``sources`` says about it, whatever the outcome."""
+
+    path: Path
+    name: str
+    kind: str
+    adapter: str
+    citation: str | None
+    original_path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A batch split into what goes into the registry and what is rejected, with its rows counted."""
+
+    runs: pl.DataFrame
+    points: pl.DataFrame | None  # per-step curves and extra losses, when the source has them
+    reject_rows: pl.DataFrame
+    rows_read: int
+    rows_accepted: int
+    rows_rejected: int
+
+    @property
+    def conserved(self) -> bool:
+        """Every row read is either accepted or rejected: nothing is lost, nothing counted twice."""
+        return self.rows_read == self.rows_accepted + self.rows_rejected
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, **frames: pl.DataFrame) -> Iterator[None]:
+    """Frames visible to SQL under these names for the block: named on the connection, never found by variable name."""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    try:
+        yield
+    finally:
+        for name in frames:
+            con.unregister(name)
+
+
+def _insert_source(
+    con: duckdb.DuckDBPyConnection,
+    source: IncomingSource,
+    *,
+    error: str | None = None,
+    stored: Reconciled | None = None,
+    archive_path: Path | None = None,
+    ingested_at: datetime | None = None,
+) -> int:
+    """Record one attempt at a source (failed with ``error``, or ``stored``); returns its ``source_id``.
+
+    Call inside the attempt's transaction. A new attempt replaces an earlier failed attempt of the
+    same content; successes are never touched.
+    """
+    con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [source.sha256])
+    source_id = one(con, "SELECT nextval('source_id_seq')")[0]
+    counts = [stored.rows_read, stored.rows_accepted, stored.rows_rejected] if stored else [0, 0, 0]
+    con.execute(
+        "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, archive_path, sha256, ingested_at, "
+        "rows_read, rows_accepted, rows_rejected, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [source_id, source.name, source.kind, source.adapter, source.citation, source.original_path,
+         str(archive_path) if archive_path else None, source.sha256, ingested_at or datetime.now(timezone.utc),
+         *counts, "ingested" if stored else "failed", error],
+    )
+    return source_id
+
+
+def _record_failure(con: duckdb.DuckDBPyConnection, source: IncomingSource, message: str) -> IngestReport:
     with transaction(con):
-        # A failed attempt replaces an earlier failed attempt of the same content; successes are never touched.
-        con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [sha256])
-        source_id = one(con, "SELECT nextval('source_id_seq')")[0]
-        con.execute(
-            "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, sha256, ingested_at, status, error) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'failed', ?)",
-            [source_id, name, kind, adapter, citation, original, sha256, datetime.now(timezone.utc), message],
-        )
-    return IngestReport(name=name, path=original, sha256=sha256, status="failed", source_id=source_id, error=message)
+        source_id = _insert_source(con, source, error=message)
+    return IngestReport(
+        name=source.name, path=source.original_path, sha256=source.sha256, status="failed", source_id=source_id,
+        error=message,
+    )
 
 
 def ingest_path(
@@ -239,67 +307,78 @@ def ingest_path(
     name: str | None = None,
     kind: str = "internal",
     adapter: str = "mapping",
-    mapping: Mapping | Path | None = None,
+    mapping: ColumnMapping | Path | None = None,
     family: str | None = None,
     citation: str | None = None,
 ) -> IngestReport:
     """Ingest a file or folder; returns what happened. Never raises for bad input: it records it."""
     path = Path(path)
-    original = display_path(path)
-    source_name = name or path.name
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if problem := tables.kind_problem(path):
         raise FileProblem(problem)  # a pipe or device has no content to hash or record
-    if path.is_file() and (problem := tables.size_problem(path)):
-        # Refused before hashing too: the record identifies the file by its size and ends only.
-        sha256 = fingerprint(path, path.stat().st_size)
-        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, problem)
-    sha256 = content_hash(path)
+    # An oversized file is refused before hashing: the record identifies it by its size and ends only.
+    oversized = tables.size_problem(path) if path.is_file() else None
+    source = IncomingSource(
+        path=path, name=name or path.name, kind=kind, adapter=adapter, citation=citation,
+        original_path=display_path(path),
+        sha256=fingerprint(path, path.stat().st_size) if oversized else content_hash(path),
+    )
+    if oversized:
+        return _record_failure(con, source, oversized)
     earlier = one(
         con,
         "SELECT source_id, name, rows_read, rows_accepted, rows_rejected FROM sources WHERE sha256 = ? AND status = 'ingested' "
         "ORDER BY source_id LIMIT 1",
-        [sha256],
+        [source.sha256],
     )
     if earlier:
         return IngestReport(
-            name=earlier[1], path=original, sha256=sha256, status="unchanged", source_id=earlier[0],
+            name=earlier[1], path=source.original_path, sha256=source.sha256, status="unchanged", source_id=earlier[0],
             rows_read=earlier[2], rows_accepted=earlier[3], rows_rejected=earlier[4],
         )
     try:
         if adapter == "mapping":
             chosen = load_mapping(mapping) if isinstance(mapping, Path) else (mapping or GENERIC)
-            citation = citation or chosen.citation
-            source_name = name or chosen.name or path.name
+            # a mapping may name its source and give its citation; what the caller gives wins
+            source = replace(source, name=name or chosen.name or path.name, citation=citation or chosen.citation)
             batch = read_with_mapping(path, chosen, family=family)
         elif adapter in ADAPTERS:
             batch = ADAPTERS[adapter](path)
         else:
             raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
     except FileProblem as problem:
-        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, str(problem))
+        return _record_failure(con, source, str(problem))
     except (Exception, tables.PanicException) as error:  # noqa: BLE001 - the file is recorded, never half-read
         message = (
             f"{path.name}: could not be read ({type(error).__name__}: {tables.first_line(error)}); nothing was written. "
             "This is a bug in scalereg's reader: please report it with the file."
         )
-        return _record_failure(con, source_name, kind, adapter, citation, original, sha256, message)
+        return _record_failure(con, source, message)
     try:
-        return _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256)
-    except (duckdb.Error, pl.exceptions.PolarsError, AssertionError, tables.PanicException) as error:
+        reconciled = _reconcile(con, batch)
+        if reconciled.conserved:
+            return _store(con, home, source, reconciled)
+    except (duckdb.Error, pl.exceptions.PolarsError, tables.PanicException) as error:
         # The file's transaction was rolled back: record that it failed rather than leave no trace.
         message = (
             f"{path.name}: could not be written ({type(error).__name__}: {tables.first_line(error)}); nothing was "
             "written. This is a bug in scalereg's ingest: please report it with the file."
         )
         try:
-            return _record_failure(con, source_name, kind, adapter, citation, original, sha256, message)
+            return _record_failure(con, source, message)
         except duckdb.Error:
             raise error from None
+    return _record_failure(
+        con, source,
+        f"{path.name}: {reconciled.rows_read} rows read but {reconciled.rows_accepted} accepted + "
+        f"{reconciled.rows_rejected} rejected; nothing was written. This is a bug in scalereg's ingest: "
+        "please report it with the file.",
+    )
 
 
-def _write(con, home, path, batch, source_name, kind, adapter, citation, original, sha256) -> IngestReport:
+def _reconcile(con: duckdb.DuckDBPyConnection, batch: Batch) -> Reconciled:
+    """Validate a batch and set it against the registry: repeats within the file and conflicting runs are rejected."""
     accepted, rejects = validate(batch)
     duplicates = _within_file_duplicates(accepted)
     if duplicates.height:
@@ -323,46 +402,46 @@ def _write(con, home, path, batch, source_name, kind, adapter, citation, origina
     )
     # one point per row is the common case (a table of final values or one loss per step)
     one_point_per_row = batch.points.height == batch.rows_read
-    rows_accepted = accepted.height if one_point_per_row else accepted.get_column("row_number").n_unique()
-    rows_rejected = reject_rows.height
-    if rows_accepted + rows_rejected != batch.rows_read:
-        raise AssertionError(
-            f"{path.name}: {batch.rows_read} rows read but {rows_accepted} accepted + {rows_rejected} rejected; "
-            "nothing was written"
-        )
     has_curves = not one_point_per_row or accepted.get_column("step").is_not_null().any()
-    points = accepted.join(runs.select(RUN_KEY + ["run_id"]), on=RUN_KEY) if has_curves else None  # noqa: F841
+    return Reconciled(
+        runs=runs,
+        points=accepted.join(runs.select(RUN_KEY + ["run_id"]), on=RUN_KEY) if has_curves else None,
+        reject_rows=reject_rows,
+        rows_read=batch.rows_read,
+        rows_accepted=accepted.height if one_point_per_row else accepted.get_column("row_number").n_unique(),
+        rows_rejected=reject_rows.height,
+    )
 
-    archived = _archive(home, path, sha256)
+
+def _store(con: duckdb.DuckDBPyConnection, home: Home, source: IncomingSource, reconciled: Reconciled) -> IngestReport:
+    """Archive the input, then write its source row, runs, curve points and rejects in one transaction."""
+    archived = _archive(home, source.path, source.sha256)
     now = datetime.now(timezone.utc)
+    runs, points, reject_rows = reconciled.runs, reconciled.points, reconciled.reject_rows
     with transaction(con):
-        con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [sha256])
-        source_id = one(con, "SELECT nextval('source_id_seq')")[0]
-        con.execute(
-            "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, archive_path, sha256, ingested_at, "
-            "rows_read, rows_accepted, rows_rejected, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested')",
-            [source_id, source_name, kind, adapter, citation, original, str(archived), sha256, now,
-             batch.rows_read, rows_accepted, rows_rejected],
-        )
-        runs_frame = runs  # noqa: F841 - read by DuckDB's replacement scan
-        con.execute(
-            """
-            INSERT INTO runs (run_id, family, source_id, run_name, params, params_non_embedding, tokens, tokens_derived,
-                              unique_tokens, flops, flops_derived, loss, loss_name, final_step, flags, tags, row_number, ingested_at)
-            SELECT run_id, family, ?, run_name, params, params_non_embedding, tokens, tokens_derived, unique_tokens,
-                   flops, flops_derived, loss, loss_name, final_step, flags, tags::JSON, row_number, ?
-            FROM runs_frame
-            """,
-            [source_id, now],
-        )
-        if points is not None and points.height:
-            con.execute("INSERT INTO run_points SELECT run_id, step, tokens, loss_name, loss FROM points")
-        if reject_rows.height:
+        source_id = _insert_source(con, source, stored=reconciled, archive_path=archived, ingested_at=now)
+        with _registered(con, incoming_runs=runs):
             con.execute(
-                "INSERT INTO rejects SELECT ?, member, row_number, raw::JSON, reasons FROM reject_rows", [source_id]
+                """
+                INSERT INTO runs (run_id, family, source_id, run_name, params, params_non_embedding, tokens, tokens_derived,
+                                  unique_tokens, flops, flops_derived, loss, loss_name, final_step, flags, tags, row_number,
+                                  ingested_at)
+                SELECT run_id, family, ?, run_name, params, params_non_embedding, tokens, tokens_derived, unique_tokens,
+                       flops, flops_derived, loss, loss_name, final_step, flags, tags::JSON, row_number, ?
+                FROM incoming_runs
+                """,
+                [source_id, now],
             )
+        if points is not None and points.height:
+            with _registered(con, incoming_points=points):
+                con.execute("INSERT INTO run_points SELECT run_id, step, tokens, loss_name, loss FROM incoming_points")
+        if reject_rows.height:
+            with _registered(con, incoming_rejects=reject_rows):
+                con.execute(
+                    "INSERT INTO rejects SELECT ?, member, row_number, raw::JSON, reasons FROM incoming_rejects", [source_id]
+                )
     return IngestReport(
-        name=source_name, path=original, sha256=sha256, status="ingested", source_id=source_id,
-        rows_read=batch.rows_read, rows_accepted=rows_accepted, rows_rejected=rows_rejected,
+        name=source.name, path=source.original_path, sha256=source.sha256, status="ingested", source_id=source_id,
+        rows_read=reconciled.rows_read, rows_accepted=reconciled.rows_accepted, rows_rejected=reconciled.rows_rejected,
         runs_added=runs.height, families=tuple(sorted(runs.get_column("family").unique().to_list())),
     )

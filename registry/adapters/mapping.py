@@ -7,11 +7,14 @@ itself the identity mapping, so every tabular source goes through this one reade
 from __future__ import annotations
 
 import json
+import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from registry.adapters.base import PARSE_ERROR_SCHEMA, Batch, FileProblem, canonical, synthesized_run_names
 from registry.adapters.tables import read_table
@@ -23,52 +26,156 @@ NUMERIC_COLUMNS = ("params", "params_non_embedding", "tokens", "unique_tokens", 
 COUNT_COLUMNS = ("params", "params_non_embedding", "tokens", "unique_tokens", "flops", "step")
 TEXT_COLUMNS = ("family", "run_name", "loss_name", "tags")
 CANONICAL_COLUMNS = NUMERIC_COLUMNS + TEXT_COLUMNS
-TOP_LEVEL_KEYS = {
-    "family", "family_column", "family_values", "loss_name", "header", "delimiter",
-    "columns", "transforms", "name", "citation", "kind", "fit_loss",
-}
 DEFAULT_LOSS_NAME = "loss"
+
+#: What a mapping's tables may hold: canonical names read from a column (the family comes from
+#: ``family_column``, never from [columns]), and transforms for the columns that hold numbers.
+MappedColumn = Literal[("run_name", "loss_name", "tags") + NUMERIC_COLUMNS]
+NumericColumn = Literal[NUMERIC_COLUMNS]
+Transform = Literal[TRANSFORMS]
+#: One byte the CSV reader can split on: printable ASCII or tab, and not the quote character.
+Delimiter = Annotated[str, Field(pattern=r"^[\t !#-~]$")]
 
 
 class MappingProblem(FileProblem):
     """A mapping that cannot be applied; names the mapping file and line."""
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """How one file layout maps to canonical columns (see the README, "Any export, declared not coded")."""
+class ColumnMapping(BaseModel):
+    """How one file layout maps to canonical columns (see the README, "Any export, declared not coded").
 
-    columns: dict[str, str] = field(default_factory=dict)
-    transforms: dict[str, str] = field(default_factory=dict)
-    family: str | None = None
-    family_column: str | None = None
-    family_values: dict[str, str] = field(default_factory=dict)
-    slugify_family: bool = True
-    loss_name: str | None = None
-    header: bool = True
-    delimiter: str | None = None
+    The fields are exactly the keys a mapping file may hold: anything else, or a value of the wrong
+    type (``header = "false"``, ``delimiter = 5``), is refused with a message naming its line.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     name: str | None = None
     citation: str | None = None
-    origin: str = "<built-in>"
-    text: str = ""
+    family: str | None = None
+    family_column: str | None = None
+    family_values: dict[str, str] = {}
+    loss_name: str | None = None
+    header: bool = True
+    delimiter: Delimiter | None = None
+    columns: dict[MappedColumn, str] = {}
+    transforms: dict[NumericColumn, Transform] = {}
 
-    def line_of(self, needle: str) -> str:
-        for number, line in enumerate(self.text.splitlines(), start=1):
-            if needle in line:
-                return f"{self.origin}, line {number}"
-        return self.origin
+    #: Where the mapping came from and its text, so a message can name the line.
+    _origin: str = PrivateAttr("<built-in>")
+    _text: str = PrivateAttr("")
+    #: Family values are turned into keys ("C4 web" -> "c4-web") except in the generic format,
+    #: where a value that is not a key is rejected naming it.
+    _slugify_family: bool = PrivateAttr(True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnMapping:
+        """Keys that are each fine but contradict one another."""
+        if self.family is not None and self.family_column is not None:
+            raise _located("give either family or family_column, not both", None, "family_column")
+        if self.family_values and self.family_column is None:
+            raise _located("family_values translate the values of family_column; add family_column", None, "family_values")
+        by_column: dict[str, str] = {}
+        for canonical_name, column in self.columns.items():
+            if column in by_column:
+                raise _located(
+                    f"{by_column[column]} and {canonical_name} both read column {column!r}; each canonical column "
+                    "needs a column of its own",
+                    "columns", canonical_name,
+                )
+            by_column[column] = canonical_name
+        for canonical_name in self.transforms:
+            if canonical_name not in self.columns:
+                raise _located(
+                    f"a transform for {canonical_name}, but [columns] does not map {canonical_name}; "
+                    f'add {canonical_name} = "COLUMN" under [columns]',
+                    "transforms", canonical_name,
+                )
+        return self
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    @property
+    def slugify_family(self) -> bool:
+        return self._slugify_family
+
+    def line_of(self, table: str | None, key: str) -> str:
+        """"map.toml, line 7" for a key (in a table, or at the top level), or just the file when not found."""
+        number = _line_number(self._text, table, key)
+        return self._origin if number is None else f"{self._origin}, line {number}"
+
+
+def _located(message: str, table: str | None, key: str) -> PydanticCustomError:
+    """A cross-key mistake, carrying where it is so the message can name the line."""
+    # the message travels in the context: a template would read braces in a column name as placeholders
+    return PydanticCustomError("mapping", "{message}", {"message": message, "table": table, "key": key})
+
+
+def _built_in(mapping: ColumnMapping, origin: str, text: str = "", slugify_family: bool = True) -> ColumnMapping:
+    mapping._origin, mapping._text, mapping._slugify_family = origin, text, slugify_family
+    return mapping
 
 
 #: The documented generic format: canonical names used as column names.
-GENERIC = Mapping(
-    columns={name: name for name in CANONICAL_COLUMNS if name != "family"},
-    family_column="family",
-    slugify_family=False,
+GENERIC = _built_in(
+    ColumnMapping(columns={name: name for name in CANONICAL_COLUMNS if name != "family"}, family_column="family"),
     origin="the generic format",
+    slugify_family=False,
 )
 
+_TABLE_HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
+_KEY = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_.-]+))\s*=""")
 
-def load_mapping(path: Path) -> Mapping:
+
+def _line_number(text: str, table: str | None, key: str) -> int | None:
+    """The line of ``key`` in ``[table]`` (or at the top level); a top-level key may also be a table's header."""
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if header := _TABLE_HEADER.match(stripped):
+            current = header.group(1).strip("\"'")
+            if table is None and current == key:
+                return number
+            continue
+        found = _KEY.match(stripped)
+        written = next((g for g in found.groups() if g is not None), None) if found else None
+        if current == table and written == key or current is None and written == f"{table}.{key}":
+            return number
+    return None
+
+
+def _problem(error: ErrorDetails) -> tuple[str, str | None, str]:
+    """One pydantic error as (message, table, key): the fix in words, and where to find the line."""
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    if kind == "mapping":
+        context = error.get("ctx", {})
+        return context["message"], context["table"], context["key"]
+    top = str(loc[0]) if loc else ""
+    key = str(loc[1]) if len(loc) > 1 else top
+    table = top if len(loc) > 1 else None
+    if kind == "extra_forbidden":
+        known = ", ".join(ColumnMapping.model_fields)
+        return f"unknown key {top!r}; known keys: {known}", None, top
+    if kind == "dict_type":
+        return f'{top} must be a table: a line [{top}] followed by lines such as params = "num_params"', None, top
+    if top in ("columns", "transforms") and loc[-1] == "[key]":
+        if key == "family":
+            return 'the family is not read from [columns]: write family_column = "COLUMN" above the tables', table, key
+        if top == "transforms" and key in CANONICAL_COLUMNS:
+            return f"{key} takes no transform; transforms apply to {', '.join(NUMERIC_COLUMNS)}", table, key
+        return f"{key!r} is not a canonical column; use one of {', '.join(CANONICAL_COLUMNS)}", table, key
+    if top == "transforms":
+        return f"unknown transform {value!r} for {key}; use one of {', '.join(TRANSFORMS)}", table, key
+    if top == "header":
+        return f"header must be true or false, without quotes; got {value!r}", None, top
+    if top == "delimiter":
+        return f"delimiter must be one character in quotes, such as \";\", \"|\" or \"\\t\"; got {value!r}", None, top
+    return f"{key} must be text in quotes; got {value!r}", table, key
+
+
+def load_mapping(path: Path) -> ColumnMapping:
     """Parse and check a mapping file; every mistake names its line."""
     origin = path.name
     try:
@@ -81,45 +188,17 @@ def load_mapping(path: Path) -> Mapping:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise MappingProblem(f"mapping {origin}: not valid TOML ({error}); fix that line.") from None
-    probe = Mapping(origin=origin, text=text)
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            raise MappingProblem(
-                f"mapping {probe.line_of(key)}: unknown key {key!r}; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}."
-            )
-    columns = dict(data.get("columns", {}))
-    transforms = dict(data.get("transforms", {}))
-    for canonical_name in list(columns) + list(transforms):
-        if canonical_name not in CANONICAL_COLUMNS:
-            raise MappingProblem(
-                f"mapping {probe.line_of(canonical_name)}: {canonical_name!r} is not a canonical column; "
-                f"use one of {', '.join(CANONICAL_COLUMNS)}."
-            )
-    for canonical_name, transform in transforms.items():
-        if transform not in TRANSFORMS:
-            raise MappingProblem(
-                f"mapping {probe.line_of(transform)}: unknown transform {transform!r} for {canonical_name}; "
-                f"use one of {', '.join(TRANSFORMS)}."
-            )
-    if "family" in data and "family_column" in data:
-        raise MappingProblem(f"mapping {probe.line_of('family_column')}: give either family or family_column, not both.")
-    return Mapping(
-        columns={str(k): str(v) for k, v in columns.items()},
-        transforms={str(k): str(v) for k, v in transforms.items()},
-        family=data.get("family"),
-        family_column=data.get("family_column"),
-        family_values={str(k): str(v) for k, v in data.get("family_values", {}).items()},
-        loss_name=data.get("loss_name"),
-        header=bool(data.get("header", True)),
-        delimiter=data.get("delimiter"),
-        name=data.get("name"),
-        citation=data.get("citation"),
-        origin=origin,
-        text=text,
-    )
+    try:
+        mapping = ColumnMapping.model_validate(data)
+    except ValidationError as invalid:
+        message, table, key = _problem(invalid.errors()[0])
+        number = _line_number(text, table, key)
+        where = origin if number is None else f"{origin}, line {number}"
+        raise MappingProblem(f"mapping {where}: {message}.") from None
+    return _built_in(mapping, origin, text)
 
 
-def _missing_columns_message(path: Path, missing: list[str], found: list[str], mapping: Mapping) -> str:
+def _missing_columns_message(path: Path, missing: list[str], found: list[str], mapping: ColumnMapping) -> str:
     shown = ", ".join(repr(c) for c in found[:20]) + (" ..." if len(found) > 20 else "")
     hint = ""
     if len(found) == 1 and any(sep in found[0] for sep in (";", "\t", "|")):
@@ -135,7 +214,7 @@ def _missing_columns_message(path: Path, missing: list[str], found: list[str], m
     )
 
 
-def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None = None) -> Batch:
+def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str | None = None) -> Batch:
     """Read ``path`` and map it to canonical rows; unmapped columns are kept in ``tags``."""
     text_columns = tuple(column for name, column in mapping.columns.items() if name in TEXT_COLUMNS)
     if mapping.family_column and not (family or mapping.family):
@@ -152,11 +231,11 @@ def read_with_mapping(path: Path, mapping: Mapping = GENERIC, family: str | None
     present = {canonical_name: column for canonical_name, column in mapping.columns.items() if column in frame.columns}
 
     if mapping is not GENERIC:
-        absent = [f"{k} = {v!r}" for k, v in mapping.columns.items() if v not in frame.columns]
+        absent = {k: v for k, v in mapping.columns.items() if v not in frame.columns}
         if absent:
             raise MappingProblem(
-                f"{path.name}: mapping {mapping.line_of(absent[0].split(' = ')[1].strip(chr(39)))} names column(s) "
-                f"not in the file: {', '.join(absent)}; found: {', '.join(frame.columns[1:21])}."
+                f"{path.name}: mapping {mapping.line_of('columns', next(iter(absent)))} names column(s) not in the "
+                f"file: {', '.join(f'{k} = {v!r}' for k, v in absent.items())}; found: {', '.join(frame.columns[1:21])}."
             )
     family_source = family or mapping.family
     family_column = None if family_source else mapping.family_column

@@ -70,6 +70,31 @@ def test_the_same_run_with_identical_values_from_another_file_is_not_added_twice
     assert rows(con, "SELECT count(*) FROM runs")[0][0] == 2
 
 
+def test_ingest_names_its_frames_on_the_connection_and_leaves_none_behind(con, home, tmp_path):
+    # With DuckDB's scan of Python variables switched off, only frames registered by name are visible.
+    con.execute("SET python_enable_replacements = false")
+    first = ingest_path(con, home, write_csv(tmp_path / "a.csv", f"{HEADER}\nfam,r1,1e8,2e9,3.1\nfam,r2,-1,2e9,3.1"))
+    curve = write_csv(tmp_path / "curve.csv", "family,run_name,params,tokens,loss,step\nfam,c,1e8,1e9,3.5,100\nfam,c,1e8,2e9,3.2,200")
+    second = ingest_path(con, home, curve)
+    assert (first.rows_accepted, first.rows_rejected, second.rows_accepted) == (1, 1, 2), (first.error, second.error)
+    assert rows(con, "SELECT count(*) FROM run_points") == [(2,)] and rows(con, "SELECT count(*) FROM rejects") == [(1,)]
+    assert rows(con, "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal") == []
+
+
+def test_rows_that_do_not_add_up_fail_the_file_and_write_nothing(con, home, tmp_path, monkeypatch):
+    import dataclasses
+
+    import registry.ingest as ingest
+
+    real = ingest._reconcile
+    monkeypatch.setattr(ingest, "_reconcile", lambda c, batch: dataclasses.replace(real(c, batch), rows_rejected=5))
+    report = ingest_path(con, home, write_csv(tmp_path / "a.csv", f"{HEADER}\nfam,r1,1e8,2e9,3.1\nfam,r2,-1,2e9,3.1"))
+    assert report.status == "failed"
+    assert "a.csv: 2 rows read but 1 accepted + 5 rejected; nothing was written" in report.error
+    assert rows(con, "SELECT status FROM sources") == [("failed",)]
+    assert rows(con, "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM rejects)") == [(0, 0)]
+
+
 CRASHING_INGEST = textwrap.dedent(
     """
     import sys, time
@@ -111,8 +136,11 @@ def test_a_crash_mid_file_leaves_no_partial_rows(home, tmp_path):
         if child.poll() is None:
             child.kill()
     with reader(home.registry) as con:
-        counts = [con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("sources", "runs", "run_points", "rejects")]
-    assert counts == [0, 0, 0, 0]
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM runs), (SELECT count(*) FROM run_points), "
+            "(SELECT count(*) FROM rejects)"
+        ).fetchall()
+    assert counts == [(0, 0, 0, 0)]
     # and the same file then ingests completely
     from registry.db import writer
 

@@ -72,3 +72,49 @@ def test_a_mapping_mistake_fails_the_file_naming_the_mapping_line(con, home, tmp
     report = ingest_path(con, home, data, mapping=mapping(tmp_path, text))
     assert report.status == "failed"
     assert "map.toml" in report.error and expected in report.error, report.error
+
+
+COLUMNS = '[columns]\nparams = "num_params"\ntokens = "t"\nloss = "l"'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('family = "f"\ncolumns = "oops"', "line 2: columns must be a table"),
+        (f'family = "f"\ndelimiter = 5\n{COLUMNS}', "line 2: delimiter must be one character in quotes"),
+        (f'family = "f"\ndelimiter = ";;"\n{COLUMNS}', "line 2: delimiter must be one character in quotes"),
+        (f'family = "f"\nheader = "false"\n{COLUMNS}', "line 2: header must be true or false, without quotes; got 'false'"),
+        (f'{COLUMNS}\nfamily = "fam"', "line 5: the family is not read from [columns]: write family_column"),
+        ('family = "f"\n[columns]\nparams = "num_params"\ntokens = "num_params"\nloss = "l"',
+         "line 4: params and tokens both read column 'num_params'"),
+        (f'family = "f"\n{COLUMNS}\nrun_name = "num_params"\n[transforms]\nrun_name = "suffix"', "line 8: run_name takes no transform"),
+        (f'family = "f"\n{COLUMNS}\n[transforms]\nflops = "log10"', "line 7: a transform for flops, but [columns] does not map flops"),
+        (f'family = "f"\nkind = "published"\n{COLUMNS}', "line 2: unknown key 'kind'"),
+        (f'family = "f"\nfit_loss = "train"\n{COLUMNS}', "line 2: unknown key 'fit_loss'"),
+        (f'family = "f"\nfamily_column = "c"\n{COLUMNS}', "line 2: give either family or family_column, not both"),
+        (f'family = "f"\n{COLUMNS}\n[family_values]\n"C4 web" = "c4-web"', "line 6: family_values translate the values of family_column"),
+        ('family = "f"\n[columns]\nparams = 1\ntokens = "t"\nloss = "l"', "line 3: params must be text in quotes; got 1"),
+        (f'family = "f"\n\n[colour]\nred = 1\n{COLUMNS}', "line 3: unknown key 'colour'"),
+    ],
+)
+def test_every_kind_of_mapping_mistake_names_its_line(con, home, tmp_path, text, expected):
+    data = write_csv(tmp_path / "d.csv", "num_params,t,l,c\n1e8,2e9,3.1,x")
+    report = ingest_path(con, home, data, mapping=mapping(tmp_path, text))
+    assert report.status == "failed" and report.error.startswith("mapping map.toml, "), report.error
+    assert expected in report.error and "bug in scalereg" not in report.error, report.error
+    assert rows(con, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_delimiter_and_a_false_header_are_honoured(con, home, tmp_path):
+    data = write_csv(tmp_path / "semi.csv", "7e8;1.4e10;2.7\n1.4e9;2.8e10;2.5")
+    spec = mapping(tmp_path, 'family = "semi"\nheader = false\ndelimiter = ";"\n[columns]\nparams = "0"\ntokens = "1"\nloss = "2"')
+    report = ingest_path(con, home, data, mapping=spec)
+    assert (report.status, report.rows_read, report.rows_accepted) == ("ingested", 2, 2), report.error
+    assert rows(con, "SELECT params, tokens, loss FROM runs ORDER BY params") == [(7e8, 1.4e10, 2.7), (1.4e9, 2.8e10, 2.5)]
+
+
+def test_the_shipped_mappings_are_valid(published):
+    from registry.adapters.mapping import load_mapping
+
+    loaded = {path.relative_to(published): load_mapping(path) for path in sorted(published.glob("*/*.toml"))}
+    assert len(loaded) == 4 and all(m.columns and m.citation for m in loaded.values())
