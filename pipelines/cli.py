@@ -1,14 +1,22 @@
-"""The full ``scalereg`` command: the registry's commands plus those that run Dagster jobs."""
+"""The full ``scalereg`` command: the registry's commands plus those that run Dagster jobs.
+
+``demo``, ``refit`` and ``ui`` are defined here and added explicitly to the registry's command
+line (:func:`registry.cli.registry_app`); everything else is the registry's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
 
 import typer
 
-from registry import cli_planning  # noqa: F401 - registers the planners' commands on the app
-from registry.cli import app
-from registry.cli import main as registry_main
+from registry.cli import main as run_command_line
+from registry.cli import registry_app
 from registry.home import Home
+from registry.output import fail
 
 
-@app.command()
 def demo() -> None:
     """Ingest every shipped published dataset through the Dagster assets and print a summary."""
     from pipelines.demo import run_demo
@@ -16,14 +24,12 @@ def demo() -> None:
     run_demo(Home.from_env(), echo=typer.echo)
 
 
-@app.command("refit")
 def refit_command(
     family: list[str] = typer.Option(None, "--family", help="only these families (default: all)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the Chinchilla fit"),
 ) -> None:
     """Refit families in-process through the Dagster job (only changed data or code gets a new version)."""
     from pipelines.runner import refit
-    from registry.cli import fail
     from schemas.families import family_problem
 
     for key in family or []:
@@ -38,14 +44,10 @@ def refit_command(
     typer.echo("refit: " + ("; ".join(sorted(set(fitted))) or "no families"))
 
 
-@app.command()
 def ui(
     port: int = typer.Option(3000, help="port on 127.0.0.1"),
 ) -> None:
     """Start the Dagster UI (dagster dev) on 127.0.0.1 with the home's Dagster instance."""
-    import os
-    import sys
-
     from registry.instance import prepare_dagster_home
 
     prepare_dagster_home(Home.from_env())
@@ -53,5 +55,9 @@ def ui(
     os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"])
 
 
+app = registry_app({"demo": demo, "refit": refit_command, "ui": ui})
+
+
 def main() -> None:
-    registry_main()
+    """The ``scalereg`` entry point."""
+    run_command_line(app)

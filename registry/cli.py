@@ -1,7 +1,7 @@
-"""The ``scalereg`` command: ingest files, query the registry, fit laws.
+"""The registry's ``scalereg`` commands, registered in one place: ingest, query, plan, fit a file.
 
-Commands that run Dagster jobs (``demo``, ``refit``) are added by :mod:`pipelines.cli`, so this
-package never imports Dagster.
+:func:`registry_app` builds the command line from :data:`COMMANDS`; :mod:`pipelines.cli` adds the
+commands that run Dagster jobs (``demo``, ``refit``, ``ui``) to it, so this package never imports Dagster.
 
 Every failure a user can cause ends in a one-line message and a non-zero exit code, never a
 traceback: bad input is recorded in the registry, a busy registry is reported with how long we waited.
@@ -10,42 +10,24 @@ traceback: bad input is recorded in the registry, a busy registry is reported wi
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import duckdb
 import typer
 
+from registry.cli_planning import allocate_command, coefficients_command, fit_command, history_command
 from registry.db import RegistryBusy, RegistryMissing, reader, writer
 from registry.home import Home
-from registry.output import FORMATS, render, to_json
-
-app = typer.Typer(
-    name="scalereg",
-    help="Scaling-law registry: validated training runs in DuckDB, fitted laws and compute-optimal allocations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-EXIT_BAD_INPUT = 1
-EXIT_BUSY = 3
-
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, csv or json")]
+from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, FormatOption, check_format, fail, render, to_json
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    typer.echo(f"scalereg: {message}", err=True)
-    raise typer.Exit(code)
+def _shown(text: str) -> str:
+    """A name from elsewhere, printed so that it cannot drive the terminal (escape codes)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return fmt
-
-
-@app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="a CSV, Parquet or JSONL file of runs")],
     family: Annotated[Optional[str], typer.Option(help="family key for every row (overrides the file)")] = None,
@@ -72,26 +54,22 @@ def ingest(
         fail(str(problem))
     except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded
         fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
-    def shown(text: str) -> str:  # a file name from elsewhere must not drive the terminal (escape codes)
-        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
     if fmt == "json":
         typer.echo(to_json(report.as_dict()))
     else:
         typer.echo(
-            f"{shown(report.name)}: {report.status}; rows read {report.rows_read}, accepted {report.rows_accepted}, "
+            f"{_shown(report.name)}: {report.status}; rows read {report.rows_read}, accepted {report.rows_accepted}, "
             f"rejected {report.rows_rejected}; runs added {report.runs_added}"
             + (f"; families: {', '.join(report.families)}" if report.families else "")
         )
         if report.error:
-            typer.echo(f"  {shown(report.error)}")
+            typer.echo(f"  {_shown(report.error)}")
         if report.rows_rejected and report.status == "ingested":
             typer.echo(f"  see the reasons: scalereg sql \"select row_number, reasons from rejects where source_id = {report.source_id}\"")
     if report.status == "failed":
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="a SQL query; the registry is opened read-only")],
     fmt: FormatOption = "table",
@@ -123,7 +101,6 @@ def sql(
     typer.echo(render(result, fmt))
 
 
-@app.command("runs")
 def runs_command(
     family: Annotated[Optional[str], typer.Option(help="only this family")] = None,
     fmt: FormatOption = "table",
@@ -136,10 +113,40 @@ def runs_command(
         typer.echo(render(read.runs(con, family), fmt))
 
 
-def main() -> None:
-    """Entry point: turn the errors users can cause into one clear line each."""
+#: Every command of the registry, by the name a user types.
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "ingest": ingest,
+    "sql": sql,
+    "runs": runs_command,
+    "coefficients": coefficients_command,
+    "allocate": allocate_command,
+    "history": history_command,
+    "fit": fit_command,
+}
+
+
+def registry_app(extra: dict[str, Callable[..., Any]] | None = None) -> typer.Typer:
+    """The command line: the registry's commands and any ``extra`` ones (those that run Dagster jobs)."""
+    app = typer.Typer(
+        name="scalereg",
+        help="Scaling-law registry: validated training runs in DuckDB, fitted laws and compute-optimal allocations.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, command in (COMMANDS | (extra or {})).items():
+        app.command(name)(command)
+    return app
+
+
+#: The registry's commands alone, for tests and notebooks; ``scalereg`` itself is :func:`pipelines.cli.main`.
+app = registry_app()
+
+
+def main(command_line: typer.Typer = app) -> None:
+    """Run a command line, turning the errors users can cause into one clear line each."""
     try:
-        app()
+        command_line()
     except RegistryBusy as busy:
         typer.echo(f"scalereg: {busy}", err=True)
         sys.exit(EXIT_BUSY)

@@ -1,5 +1,7 @@
 """The planners' commands: coefficients, allocate, history, and fitting a file without a registry.
 
+Plain functions; :mod:`registry.cli` registers them on the command line.
+
 They read the registry read-only; if a refit holds it longer than the bounded wait, ``coefficients``
 answers from the exported files and says so, the others say the registry is busy and for how long
 they waited.
@@ -15,10 +17,9 @@ from typing import Annotated, Optional
 import polars as pl
 import typer
 
-from registry.cli import FormatOption, app, check_format, fail
 from registry.db import RegistryBusy, reader
 from registry.home import Home
-from registry.output import render, to_json
+from registry.output import FormatOption, check_format, fail, render, to_json
 
 
 def _coefficients_table(records: list[dict]) -> pl.DataFrame:
@@ -30,7 +31,6 @@ def _coefficients_table(records: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"family": pl.String, "law": pl.String})
 
 
-@app.command("coefficients")
 def coefficients_command(
     family: Annotated[Optional[str], typer.Option(help="only this family")] = None,
     law: Annotated[Optional[str], typer.Option(help="only this law (chinchilla, isoflop, kaplan, data_constrained)")] = None,
@@ -69,7 +69,6 @@ def _number(text: str, name: str) -> float:
     return value
 
 
-@app.command("allocate")
 def allocate_command(
     compute: Annotated[str, typer.Option(help="training FLOPs, e.g. 1e24")],
     family: Annotated[Optional[str], typer.Option(help="use this family's latest published fit")] = None,
@@ -112,7 +111,6 @@ def allocate_command(
         typer.echo(render(pl.DataFrame([flat]), fmt))
 
 
-@app.command("history")
 def history_command(
     family: Annotated[str, typer.Option(help="the family")],
     fmt: FormatOption = "table",
@@ -141,7 +139,6 @@ def history_command(
     typer.echo(render(pl.DataFrame(rows), fmt))
 
 
-@app.command("fit")
 def fit_command(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet with params, tokens (or Training FLOP), loss")],
     law: Annotated[str, typer.Option(help="the law to fit")] = "chinchilla",

@@ -1,14 +1,32 @@
-"""Printing frames for people (tables) and for programs (CSV, JSON) in one consistent way."""
+"""What commands print and how they end: frames for people (tables) and programs (CSV, JSON),
+and failures as one line on stderr with an exit code, never a traceback."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Annotated, Any, NoReturn
 
 import polars as pl
+import typer
 
 FORMATS = ("table", "csv", "json")
+EXIT_BAD_INPUT = 1
+EXIT_BUSY = 3
+
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, csv or json")]
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """End the command with one line naming the problem and its fix."""
+    typer.echo(f"scalereg: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fmt
 
 
 def _clean(value: Any) -> Any:

@@ -50,3 +50,21 @@ def test_runs_lists_a_family(home, tmp_path):
     out = scalereg("runs", "--family", "my-model", "--format", "json", home=home.root)
     listed = json.loads(out.stdout)
     assert [r["run_name"] for r in listed] == ["a"] and listed[0]["source"] == "runs.csv"
+
+
+def test_the_command_line_has_every_command_once_and_the_registry_part_needs_no_dagster():
+    import subprocess
+    import sys
+
+    import typer
+
+    from pipelines.cli import app
+
+    registry_commands = {"ingest", "sql", "runs", "coefficients", "allocate", "history", "fit"}
+    assert set(typer.main.get_command(app).commands) == registry_commands | {"demo", "refit", "ui"}
+    probe = (
+        "import sys, typer, registry.cli as cli; "
+        "print(sorted(typer.main.get_command(cli.app).commands), 'dagster' in sys.modules, 'pipelines' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"{sorted(registry_commands)} False False"
