@@ -9,7 +9,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup browser demo test ui bench clean
+.PHONY: setup browser demo lint test ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,7 +29,10 @@ browser:  ## Debian's chromium for the UI test (Playwright drives it; nothing is
 demo: setup  ## ingest the shipped published datasets through the Dagster assets and print a summary
 	$(VENV)/bin/scalereg demo
 
-test: setup browser  ## the whole test suite
+lint: setup  ## ruff: the default rules plus S608 (SQL built from strings); see [tool.ruff] in pyproject.toml
+	$(VENV)/bin/python -m ruff check .
+
+test: setup browser lint  ## ruff, then the whole test suite
 	$(VENV)/bin/python -m pytest
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:3000 with the project's instance

@@ -65,7 +65,8 @@ def ingest(
         if report.error:
             typer.echo(f"  {_shown(report.error)}")
         if report.rows_rejected and report.status == "ingested":
-            typer.echo(f"  see the reasons: scalereg sql \"select row_number, reasons from rejects where source_id = {report.source_id}\"")
+            hint = f"select row_number, reasons from rejects where source_id = {report.source_id}"  # noqa: S608 - shown, not run
+            typer.echo(f'  see the reasons: scalereg sql "{hint}"')
     if report.status == "failed":
         raise typer.Exit(EXIT_BAD_INPUT)
 
