@@ -1,7 +1,8 @@
 """The OLMo-2 model ladder (Bhagia et al. 2024): a folder of per-step evaluation curves plus a config.
 
 Parameter counts are not in the curve files; they come from ``configs/final.json``, keyed by the
-size label. Each CSV row is one evaluation step carrying eleven validation losses; C4 is fitted.
+size label, and for sizes that config lacks (3B) from the ladder code's own parameter table. Each
+CSV row is one evaluation step carrying eleven validation losses; C4 is fitted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,24 @@ FIT_LOSS = "val/c4_en"
 _LOSS_RE = re.compile(r"^eval/(.+)-validation/CrossEntropyLoss$")
 _FILE_RE = re.compile(r"^(?P<size>[0-9.]+[MB])-(?P<multiple>[0-9.]+)xC(?P<rerun>-rerun)?$")
 
+#: Non-embedding parameter counts from the ladder code's ``MODEL_PARAMS`` table
+#: (allenai/OLMo-ladder@67a3f440, src/scaling/utils.py; the same table sits in the paper's plotting
+#: scripts), keyed by the size prefix of the curve files. The shipped ``configs/final.json`` gives
+#: the same counts for 190M-1B but has no entry for 3B, whose six curves would otherwise have no N.
+#: The config wins where it has a size; this table only fills the sizes it lacks.
+LADDER_CODE_PARAMS: dict[str, float] = {
+    "190M": 190_354_176.0,
+    "370M": 371_262_464.0,
+    "600M": 597_382_464.0,
+    "760M": 758_220_288.0,
+    "1B": 1_279_395_840.0,
+    "3B": 3_169_537_280.0,
+}
+CONFIG_SOURCE = "configs/final.json"
+LADDER_CODE_SOURCE = "OLMo-ladder src/scaling/utils.py MODEL_PARAMS"
 
-def _sizes(config_path: Path) -> dict[str, float]:
+
+def _config_sizes(config_path: Path) -> dict[str, float]:
     """Parameter counts keyed by the file-name prefix of each size ("1.3B" is written "1B" in names)."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
     sizes: dict[str, float] = {}
@@ -31,6 +48,12 @@ def _sizes(config_path: Path) -> dict[str, float]:
                 sizes[match["size"]] = float(entry["n"])
         sizes.setdefault(label, float(entry["n"]))
     return sizes
+
+
+def _sizes(config_path: Path) -> dict[str, tuple[float, str]]:
+    """Each size's parameter count and where it comes from: the shipped config, else the ladder code's table."""
+    from_code = {size: (params, LADDER_CODE_SOURCE) for size, params in LADDER_CODE_PARAMS.items()}
+    return from_code | {size: (params, CONFIG_SOURCE) for size, params in _config_sizes(config_path).items()}
 
 
 def read(path: Path) -> Batch:
@@ -45,7 +68,7 @@ def read(path: Path) -> Batch:
         curve = pl.read_csv(file, infer_schema_length=None)
         match = _FILE_RE.match(file.stem)
         size = match["size"] if match else None
-        params = sizes.get(size) if size else None
+        params, params_source = sizes.get(size, (None, None)) if size else (None, None)
         loss_columns = [c for c in curve.columns if _LOSS_RE.match(c)]
         numbered = curve.with_row_index("row_number", offset=offset + 1).with_columns(pl.col("row_number").cast(pl.Int64))
         raws.append(
@@ -53,7 +76,7 @@ def read(path: Path) -> Batch:
                             pl.struct(pl.exclude("row_number")).struct.json_encode().alias("raw"))
         )
         tags = json.dumps({"size": size, "multiple_of_chinchilla": match["multiple"] if match else None,
-                           "rerun": bool(match and match["rerun"])})
+                           "rerun": bool(match and match["rerun"]), "params_source": params_source})
         base = numbered.select(
             "row_number",
             pl.lit(file.name).alias("member"),
@@ -80,7 +103,8 @@ def read(path: Path) -> Batch:
     missing_size = points.filter(pl.col("params").is_null()).select("row_number", "member").unique()
     parse_errors = missing_size.select(
         "row_number",
-        (pl.lit("params unknown: configs/final.json has no size for ") + pl.col("member")
-         + pl.lit("; add its parameter count under its size label and ingest again")).alias("reason"),
+        (pl.lit("params unknown: neither configs/final.json nor the ladder code's parameter table has the size of ")
+         + pl.col("member") + pl.lit("; add its parameter count under its size label in configs/final.json and ingest again"))
+        .alias("reason"),
     )
     return Batch(points=points, raw=pl.concat(raws), rows_read=offset, parse_errors=parse_errors)
