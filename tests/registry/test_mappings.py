@@ -115,6 +115,8 @@ def test_a_delimiter_and_a_false_header_are_honoured(con, home, tmp_path):
 
 def test_the_shipped_mappings_are_valid(published):
     from registry.adapters.mapping import load_mapping
+    from registry.published import PUBLISHED
 
-    loaded = {path.relative_to(published): load_mapping(path) for path in sorted(published.glob("*/*.toml"))}
-    assert len(loaded) == 4 and all(m.columns and m.citation for m in loaded.values())
+    files = [file.mapping for source in PUBLISHED for file in source.files if file.mapping]
+    loaded = [load_mapping(published / name) for name in files]
+    assert len(loaded) == 4 and all(m.columns and m.citation for m in loaded)
