@@ -44,8 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from laws import chinchilla  # noqa: E402
 from laws.bootstrap import bootstrap  # noqa: E402
+from laws.chinchilla import ChinchillaOptions  # noqa: E402
 
-DATA = Path(os.environ.get("SCALEREG_SHARED_DATA", "/work/shared/data")) / "chinchilla" / "svg_extracted_data.csv"
+DATA = ROOT / "data" / "published" / "chinchilla" / "svg_extracted_data.csv"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 DELTA = 1e-3
 
@@ -105,7 +106,7 @@ def our_fit(N: np.ndarray, D: np.ndarray, L: np.ndarray, repeats: int = 7) -> di
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fit = chinchilla.fit(N, D, L, huber_delta=DELTA)
+        fit = chinchilla.fit(N, D, L, ChinchillaOptions(huber_delta=DELTA))
         times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times), "all_seconds": times, "objective": fit.objective,
             "params": fit.params, "converged": fit.converged, "message": fit.message}
@@ -116,7 +117,7 @@ def our_bootstrap(N: np.ndarray, D: np.ndarray, L: np.ndarray, n_resamples: int 
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        boot = bootstrap(data, n_resamples=n_resamples, seed=0, huber_delta=DELTA)
+        boot = bootstrap("chinchilla", data, {"huber_delta": DELTA}, n_resamples=n_resamples, seed=0)
         times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times), "all_seconds": times, "ci": boot.ci,
             "converged_fraction": boot.converged_fraction, "n_resamples": n_resamples}

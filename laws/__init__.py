@@ -6,6 +6,11 @@ notebooks.
 
 Modules:
     types            FitResult, Allocation, JointFitResult
+    errors           FitError: the runs cannot support this fit
+    law              Law: the one place a law is special (parameters, options,
+                     fit, predict, allocation rule)
+    options          Options, FitOptions: frozen, unknown keys are an error
+    parameters       ParameterSpace: natural values <-> the optimiser's vector
     objectives       Huber / least squares, on log L or on L
     varpro           batched NNLS over exponent grids (the global search)
     optimize         Problem, L-BFGS-B polish, batched Newton refinement
@@ -15,9 +20,11 @@ Modules:
     kaplan           Kaplan et al. 2020 joint law
     broken_power_law Caballero et al. 2022 smoothly broken power law
     data_constrained Muennighoff et al. 2023 repeated-data law
-    catalog          LAWS: one interface over all of the above
-    bootstrap        vectorised bootstrap, percentile intervals
-    allocation       compute-optimal and inference-aware N, D
+    catalog          LAWS, get_law: every law by name
+    bootstrap        vectorised bootstrap
+    intervals        Samples: percentile intervals of parameters and allocations
+    allocation       the allocation rules' arithmetic (closed form, numeric,
+                     inference-aware); each law picks its own
     diagnostics      identifiability flags
     extrapolation    fit-small, predict-large error
     joint            fits across families with shared parameters

@@ -9,7 +9,8 @@ budget has a closed form (Hoffmann et al. 2022, Appendix D.2):
 
 Other laws are minimised numerically over ``log N`` (a bracketing grid then
 golden-section search, vectorised over budgets so an array of budgets costs
-one pass).  :func:`inference_aware` answers Sardana et al.'s (2023) question:
+one pass).  Which rule applies is the law's to say
+(:meth:`laws.law.Law.allocate`); this module holds only the arithmetic.  :func:`inference_aware` answers Sardana et al.'s (2023) question:
 which model reaches a target loss at the least *lifetime* cost when it will
 also serve ``D_inf`` tokens at ``2 N`` FLOPs each.
 
@@ -26,52 +27,57 @@ import numpy as np
 
 from laws.types import Allocation
 
-__all__ = ["law_of", "exponents", "compute_optimal", "inference_aware"]
+__all__ = [
+    "budgets",
+    "as_scalar",
+    "allocation_exponents",
+    "chinchilla_optimum",
+    "minimise_over_log_n",
+    "numeric_optimum",
+    "as_allocation",
+    "inference_aware",
+]
 
-_KEYS = {
-    "data_constrained": {"E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star"},
-    "chinchilla": {"E", "A", "B", "alpha", "beta"},
-    "kaplan": {"N_c", "D_c", "alpha_N", "alpha_D"},
-    "isoflop": {"a", "k_n", "b", "k_d"},
-}
-
-
-def law_of(params: Mapping[str, Any]) -> str:
-    """Name the law a parameter dict belongs to, from its keys."""
-    keys = set(params)
-    for name, required in _KEYS.items():
-        if required <= keys:
-            return name
-    raise ValueError(
-        f"cannot tell which law parameters {sorted(keys)} belong to; "
-        f"expected the keys of one of {sorted(_KEYS)}"
-    )
+#: ``loss(params, N, D)`` of a law, broadcasting over arrays
+LossFn = Callable[[Mapping[str, Any], np.ndarray, np.ndarray], np.ndarray]
 
 
-def _scalarise(x: Any) -> Any:
+def budgets(compute: Any) -> np.ndarray:
+    """Training budgets as an array, refusing a budget that is not positive."""
+    C = np.asarray(compute, float)
+    if (C <= 0).any():
+        raise ValueError("compute must be positive")
+    return C
+
+
+def as_scalar(x: Any) -> Any:
+    """A float for a 0-d value, else the array (results follow the shape asked for)."""
     a = np.asarray(x, dtype=float)
     return float(a) if a.ndim == 0 else a
 
 
-def exponents(params: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Allocation exponents ``(a, b)`` with ``N_opt ~ C**a`` and ``D_opt ~ C**b``.
+def allocation_exponents(n_exponent: Any, d_exponent: Any) -> tuple[Any, Any]:
+    """``(a, b)`` with ``N_opt ~ C**a``, ``D_opt ~ C**b`` for a loss with terms in ``N**-n_exponent``, ``D**-d_exponent``.
 
-    Chinchilla-form laws: ``a = beta/(alpha+beta)``, ``b = alpha/(alpha+beta)``
-    (for the data-constrained law, in the unconstrained-data limit).  Kaplan:
-    ``a = alpha_D/(alpha_N+alpha_D)``, ``b = alpha_N/(alpha_N+alpha_D)``.
-    Approach 2 fits ``a`` and ``b`` directly.
+    Minimising such a loss on ``C = k N D`` balances the two terms, which gives
+    ``a = d_exponent / (n_exponent + d_exponent)`` and ``b = 1 - a``
+    (Chinchilla: ``alpha``, ``beta``; Kaplan: ``alpha_N``, ``alpha_D``).
     """
-    law = law_of(params)
-    if law in ("chinchilla", "data_constrained"):
-        al, be = np.asarray(params["alpha"], float), np.asarray(params["beta"], float)
-        return _scalarise(be / (al + be)), _scalarise(al / (al + be))
-    if law == "kaplan":
-        an, ad = np.asarray(params["alpha_N"], float), np.asarray(params["alpha_D"], float)
-        return _scalarise(ad / (an + ad)), _scalarise(an / (an + ad))
-    return _scalarise(params["a"]), _scalarise(params["b"])
+    x, y = np.asarray(n_exponent, float), np.asarray(d_exponent, float)
+    return as_scalar(y / (x + y)), as_scalar(x / (x + y))
 
 
-def _minimise_over_log_n(
+def chinchilla_optimum(params: Mapping[str, Any], C: np.ndarray, k: float) -> tuple[Any, Any, Any]:
+    """Closed-form ``(N_opt, D_opt, loss)`` of ``E + A/N**alpha + B/D**beta`` on ``C = k N D``."""
+    E, A, B = (np.asarray(params[x], float) for x in ("E", "A", "B"))
+    al, be = np.asarray(params["alpha"], float), np.asarray(params["beta"], float)
+    G = (al * A / (be * B)) ** (1.0 / (al + be))
+    n = G * (C / k) ** (be / (al + be))
+    d = (C / k) ** (al / (al + be)) / G
+    return n, d, E + A * n**-al + B * d**-be
+
+
+def minimise_over_log_n(
     loss: Callable[[Mapping[str, Any], np.ndarray, np.ndarray], np.ndarray],
     params: Mapping[str, Any],
     compute: np.ndarray,
@@ -117,95 +123,41 @@ def _minimise_over_log_n(
     return np.exp(0.5 * (lo + hi))
 
 
-def compute_optimal(
-    params: Mapping[str, Any],
-    compute: Any,
-    flops_per_param_token: float = 6.0,
-    *,
-    law: str | None = None,
-    unique_tokens: Any = None,
-) -> Allocation:
-    """Loss-minimising ``(N, D)`` for a training budget (scalar or array).
+def numeric_optimum(loss: LossFn, params: Mapping[str, Any], C: np.ndarray, k: float) -> tuple[Any, Any, Any]:
+    """``(N_opt, D_opt, loss)`` of a law without a closed form, by :func:`minimise_over_log_n`."""
+    n = minimise_over_log_n(loss, params, C, k)
+    d = C / (k * n)
+    return n, d, loss(params, n, d)
 
-    Args:
-        params: fitted parameters of a law (the law is inferred from the keys
-            unless ``law`` is given).
-        compute: training FLOPs, scalar or array.
-        flops_per_param_token: FLOPs per parameter per token (6 for a dense
-            transformer forward+backward pass).
-        law: force the law ("chinchilla", "kaplan", "data_constrained", "isoflop").
-        unique_tokens: for the data-constrained law, the unique tokens
-            available, a scalar (None means unlimited data, i.e. the
-            Chinchilla answer).
-    """
-    law = law or law_of(params)
-    C = np.asarray(compute, float)
-    if (C <= 0).any():
-        raise ValueError("compute must be positive")
+
+def as_allocation(n: Any, d: Any, loss: Any, flops_per_param_token: float) -> Allocation:
+    """The :class:`~laws.types.Allocation` of a compute-optimal ``(N, D)`` (no inference demand)."""
     k = float(flops_per_param_token)
-    if law == "isoflop":
-        n = params["k_n"] * C ** params["a"]
-        d = params["k_d"] * C ** params["b"]
-        loss = np.full(np.broadcast(n, d).shape, np.nan)
-    elif law == "chinchilla" or (law == "data_constrained" and unique_tokens is None):
-        E, A, B = (np.asarray(params[x], float) for x in ("E", "A", "B"))
-        al, be = np.asarray(params["alpha"], float), np.asarray(params["beta"], float)
-        G = (al * A / (be * B)) ** (1.0 / (al + be))
-        n = G * (C / k) ** (be / (al + be))
-        d = (C / k) ** (al / (al + be)) / G
-        loss = E + A * n**-al + B * d**-be
-    elif law == "kaplan":
-        from laws import kaplan
-
-        n = _minimise_over_log_n(kaplan.predict, params, C, k)
-        d = C / (k * n)
-        loss = kaplan.predict(params, n, d)
-    elif law == "data_constrained":
-        from laws import data_constrained
-
-        if np.ndim(unique_tokens) != 0:
-            raise ValueError("unique_tokens must be a scalar (one data budget per call)")
-        U = float(unique_tokens)
-
-        def f(p: Mapping[str, Any], N: np.ndarray, D: np.ndarray) -> np.ndarray:
-            return data_constrained.predict(p, N, D, np.minimum(U, D))
-
-        n = _minimise_over_log_n(f, params, C, k)
-        d = C / (k * n)
-        loss = data_constrained.predict(params, n, d, np.minimum(U, d))
-    else:
-        raise ValueError(f"no allocation rule for law {law!r}")
     n, d = np.broadcast_arrays(n, d)
     return Allocation(
-        compute=_scalarise(k * n * d),
-        n_opt=_scalarise(n),
-        d_opt=_scalarise(d),
-        tokens_per_param=_scalarise(d / n),
-        predicted_loss=_scalarise(loss),
+        compute=as_scalar(k * n * d),
+        n_opt=as_scalar(n),
+        d_opt=as_scalar(d),
+        tokens_per_param=as_scalar(d / n),
+        predicted_loss=as_scalar(loss),
         inference_tokens=0.0,
-        total_flops=_scalarise(k * n * d),
+        total_flops=as_scalar(k * n * d),
     )
 
 
-def inference_aware(
-    params: Mapping[str, Any],
-    target_loss: Any,
-    inference_tokens: Any,
-    flops_per_param_token: float = 6.0,
-    inference_flops_per_param_token: float = 2.0,
-) -> Allocation:
+def inference_aware(params: Mapping[str, Any], target_loss: Any, inference_tokens: Any, k: float, ki: float) -> Allocation:
     """Cheapest model over its lifetime that reaches ``target_loss`` (Sardana et al. 2023).
 
-    Minimises ``6 N D + 2 N D_inf`` subject to ``L(N, D) = target_loss`` for
-    the Chinchilla law.  On the constraint, ``D`` is a function of ``N``; the
+    Minimises ``k N D + ki N D_inf`` (training at ``k``, serving at ``ki``
+    FLOPs per parameter and token: 6 and 2 for a dense transformer) subject
+    to ``L(N, D) = target_loss`` for the Chinchilla law.  On the constraint, ``D`` is a function of ``N``; the
     derivative of the log cost in ``log N`` is increasing, so its single root
     is found by bisection to machine precision (vectorised over arrays of
     targets / inference demands).  With ``D_inf = 0`` the answer is the
     compute-optimal model for the budget that reaches the target; as ``D_inf``
-    grows, smaller models trained on more tokens win.
+    grows, smaller models trained on more tokens win.  Which laws may use
+    this rule is for the law to say (:attr:`laws.law.Law.inference_aware`).
     """
-    if law_of(params) not in ("chinchilla", "data_constrained"):
-        raise ValueError("inference-aware allocation needs Chinchilla-form parameters (E, A, B, alpha, beta)")
     E, A, B = (float(params[x]) for x in ("E", "A", "B"))
     al, be = float(params["alpha"]), float(params["beta"])
     T, Dinf = np.broadcast_arrays(np.asarray(target_loss, float), np.asarray(inference_tokens, float))
@@ -213,7 +165,7 @@ def inference_aware(
         raise ValueError(f"target_loss must exceed the irreducible loss E = {E}")
     if (Dinf < 0).any():
         raise ValueError("inference_tokens must be >= 0")
-    k, ki = float(flops_per_param_token), float(inference_flops_per_param_token)
+    k, ki = float(k), float(ki)
     gap = T - E
     u_min = np.log(A / gap) / al  # log N at which the A-term alone uses the gap
 
@@ -239,11 +191,11 @@ def inference_aware(
     d = tokens(t)
     train = k * n * d
     return Allocation(
-        compute=_scalarise(train),
-        n_opt=_scalarise(n),
-        d_opt=_scalarise(d),
-        tokens_per_param=_scalarise(d / n),
-        predicted_loss=_scalarise(E + A * n**-al + B * d**-be),
-        inference_tokens=_scalarise(Dinf),
-        total_flops=_scalarise(train + ki * n * Dinf),
+        compute=as_scalar(train),
+        n_opt=as_scalar(n),
+        d_opt=as_scalar(d),
+        tokens_per_param=as_scalar(d / n),
+        predicted_loss=as_scalar(E + A * n**-al + B * d**-be),
+        inference_tokens=as_scalar(Dinf),
+        total_flops=as_scalar(train + ki * n * Dinf),
     )

@@ -18,21 +18,22 @@ not dominated by the long right tails of ``A`` and ``B``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
-from laws import allocation
-from laws.catalog import Law, get_law
+from laws.catalog import get_law
+from laws.errors import FitError
+from laws.intervals import DEFAULT_LEVEL, Samples, check_level
+from laws.law import Data, Law
 from laws.optimize import Problem, newton
+from laws.options import Options
 from laws.types import FitResult
 
 __all__ = ["BootstrapResult", "bootstrap", "spearman"]
-
-Interval = tuple[np.ndarray | float, np.ndarray | float]
 
 
 def spearman(samples: np.ndarray) -> np.ndarray:
@@ -49,28 +50,18 @@ def spearman(samples: np.ndarray) -> np.ndarray:
     return c
 
 
-def _pct(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    q = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
-    with np.errstate(invalid="ignore"):  # unidentified parameters may be inf
-        lo, hi = np.nanpercentile(values, q, axis=0)
-    return lo, hi
-
-
-def _scalar(x: np.ndarray) -> np.ndarray | float:
-    return float(x) if np.ndim(x) == 0 else x
-
-
 @dataclass(frozen=True, eq=False)
 class BootstrapResult:
     """Bootstrap distribution of a law's parameters.
 
     Attributes:
-        law: catalogue name.
-        param_names: column names of ``samples``.
-        samples: ``(B, p)`` refitted parameters, natural scale (NaN rows for
-            resamples that could not be fitted).
+        law: the law that was fitted.
+        samples: refitted parameters, natural scale, one row per resample
+            (NaN rows for resamples that could not be fitted); its
+            :meth:`~laws.intervals.Samples.interval` and
+            :meth:`~laws.intervals.Samples.allocation_interval` give any interval.
         ci: percentile interval per parameter at ``level``.
-        correlation: Spearman correlation matrix of ``samples``.
+        correlation: Spearman correlation matrix of the samples.
         level: interval coverage, e.g. 0.95.
         seed: seed of the resampling (the same seed gives the same result).
         n_resamples: ``B``.
@@ -81,9 +72,8 @@ class BootstrapResult:
             resample (columns follow ``fit.used``), to reproduce any resample.
     """
 
-    law: str
-    param_names: tuple[str, ...]
-    samples: np.ndarray
+    law: Law
+    samples: Samples
     ci: dict[str, tuple[float, float]]
     correlation: np.ndarray
     level: float
@@ -94,79 +84,10 @@ class BootstrapResult:
     seconds: float
     resample_counts: np.ndarray
 
-    # -- generic -----------------------------------------------------------
-    def param_samples(self) -> dict[str, np.ndarray]:
-        """Samples as ``{name: (B, 1) array}``, ready to broadcast against data."""
-        return {n: self.samples[:, i : i + 1] for i, n in enumerate(self.param_names)}
-
-    def interval(self, values: np.ndarray, level: float | None = None) -> Interval:
-        """Percentile interval over the first axis of ``values`` (one row per resample)."""
-        lo, hi = _pct(np.asarray(values, float), self.level if level is None else level)
-        return _scalar(lo), _scalar(hi)
-
-    def derived(self, fn: Callable[[dict[str, np.ndarray]], np.ndarray], level: float | None = None) -> Interval:
-        """Interval of any derived quantity ``fn(param_samples)``."""
-        return self.interval(fn(self.param_samples()), level)
-
-    # -- allocation --------------------------------------------------------
-    def exponent_intervals(self, level: float | None = None) -> dict[str, tuple[float, float]]:
-        """Intervals of the allocation exponents ``a`` (N_opt ~ C^a) and ``b`` (D_opt ~ C^b)."""
-        a, b = allocation.exponents(self.param_samples())
-        return {"a": self.interval(np.ravel(a), level), "b": self.interval(np.ravel(b), level)}
-
-    def _allocation(self, compute: Any, flops_per_param_token: float, field: str, level: float | None) -> Interval:
-        C = np.asarray(compute, float)
-        alloc = allocation.compute_optimal(self.param_samples(), C.ravel(), flops_per_param_token, law=self.law)
-        values = np.broadcast_to(getattr(alloc, field), (self.samples.shape[0], C.size))
-        lo, hi = _pct(values, self.level if level is None else level)
-        if C.ndim == 0:
-            return float(lo[0]), float(hi[0])
-        return lo.reshape(C.shape), hi.reshape(C.shape)
-
-    def n_opt_interval(self, compute: Any, flops_per_param_token: float = 6.0, level: float | None = None) -> Interval:
-        """Interval of the compute-optimal parameter count at ``compute`` FLOPs."""
-        return self._allocation(compute, flops_per_param_token, "n_opt", level)
-
-    def d_opt_interval(self, compute: Any, flops_per_param_token: float = 6.0, level: float | None = None) -> Interval:
-        """Interval of the compute-optimal token count at ``compute`` FLOPs."""
-        return self._allocation(compute, flops_per_param_token, "d_opt", level)
-
-    # -- loss --------------------------------------------------------------
-    def predict_interval(
-        self, data: Mapping[str, Any], *, prediction: bool = False, level: float | None = None
-    ) -> Interval:
-        """Interval of the law's prediction for the runs described by ``data``.
-
-        With ``prediction=True`` the interval is a *prediction* interval for a
-        new run's observed loss: each resample's prediction is multiplied by
-        ``exp(r)`` with ``r`` drawn from the full fit's log residuals, so it
-        includes run-to-run scatter as well as parameter uncertainty.
-        """
-        law = get_law(self.law)
-        cols = {k: np.atleast_1d(np.asarray(v, float))[None, :] for k, v in data.items()}
-        pred = law.predict(self.param_samples(), cols)  # (B, m)
-        if prediction:
-            res = self.fit.residuals_log
-            rng = np.random.default_rng(self.seed + 1)
-            pred = pred * np.exp(rng.choice(res, size=pred.shape))
-        lo, hi = _pct(pred, self.level if level is None else level)
-        squeeze = all(np.ndim(v) == 0 for v in data.values())
-        return (float(lo[0]), float(hi[0])) if squeeze else (lo, hi)
-
-    def loss_interval(
-        self,
-        N: Any,
-        D: Any,
-        *,
-        unique_tokens: Any = None,
-        prediction: bool = False,
-        level: float | None = None,
-    ) -> Interval:
-        """Interval of the predicted loss at ``(N, D)`` (see :meth:`predict_interval`)."""
-        data: dict[str, Any] = {"params": N, "tokens": D, "flops": 6.0 * np.asarray(N, float) * np.asarray(D, float)}
-        if unique_tokens is not None:
-            data["unique_tokens"] = unique_tokens
-        return self.predict_interval(data, prediction=prediction, level=level)
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Column names of the samples."""
+        return self.samples.names
 
 
 def _vectorised(problem: Problem, theta_hat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,20 +104,23 @@ def _vectorised(problem: Problem, theta_hat: np.ndarray, counts: np.ndarray) -> 
     return samples, conv
 
 
-def _looped(
-    law: Law, data: Mapping[str, np.ndarray], full: FitResult, counts: np.ndarray, options: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Refit resample by resample (laws without a vectorised problem)."""
+def _looped(law: Law, data: Data, full: FitResult, counts: np.ndarray, options: Options) -> tuple[np.ndarray, np.ndarray]:
+    """Refit resample by resample (laws without a vectorised problem).
+
+    A resample the runs cannot support (e.g. too few IsoFLOP budgets left) is
+    a NaN row; so is one whose linear algebra fails (numpy's ``LinAlgError``
+    from a degenerate least-squares design).
+    """
     n_input = full.used.size
-    base_w = np.ones(n_input) if options.get("weights") is None else np.asarray(options["weights"], float)
+    base_w = np.ones(n_input) if options.weights is None else np.asarray(options.weights, float)
     samples = np.full((counts.shape[0], len(full.params)), np.nan)
     conv = np.zeros(counts.shape[0], bool)
     for i, c in enumerate(counts):
         w = np.zeros(n_input)
         w[full.used] = c * base_w[full.used]
         try:
-            r = law.fit(data, **{**options, "weights": w})
-        except ValueError:  # e.g. too few budgets left in this resample
+            r = law.fit(data, replace(options, weights=w))
+        except (FitError, np.linalg.LinAlgError):
             continue
         samples[i] = [r.params[k] for k in full.params]
         conv[i] = r.converged
@@ -204,54 +128,57 @@ def _looped(
 
 
 def bootstrap(
+    law: str | Law,
     data: Mapping[str, np.ndarray],
-    law: str = "chinchilla",
+    options: Options | Mapping[str, Any] | None = None,
+    *,
     n_resamples: int = 1000,
     seed: int = 0,
-    level: float = 0.95,
-    **fit_options: Any,
+    level: float = DEFAULT_LEVEL,
 ) -> BootstrapResult:
     """Bootstrap a law's fit over runs.
 
     Args:
-        data: columns (see :data:`laws.catalog.COLUMNS`), e.g.
+        law: a :class:`~laws.law.Law` or its catalogue name.
+        data: columns (see :data:`laws.law.COLUMNS`), e.g.
             ``{"params": N, "tokens": D, "loss": L}``.
-        law: catalogue name.
+        options: the law's fit options (a record or a mapping, e.g.
+            ``{"exclude_top_loss": 5}``).  Exclusions are applied once, to
+            the full data; resamples are drawn from the runs that remain.
         n_resamples: number of resamples ``B``.
         seed: seed for the multinomial draws; results are reproducible.
         level: coverage of the percentile intervals.
-        **fit_options: passed to the law's fit (e.g. ``exclude_top_loss=5``,
-            ``huber_delta=1e-3``).  Exclusions are applied once, to the full
-            data; resamples are drawn from the runs that remain.
 
     Returns:
         A :class:`BootstrapResult`.
+
+    Raises:
+        laws.errors.FitError: the full-data fit is not supported by the runs.
     """
     started = time.perf_counter()
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_level(level)
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
     spec = get_law(law)
     spec.check_columns(data)
-    full = spec.fit(data, **fit_options)
+    opts = spec.options(options)
+    full = spec.fit(data, opts)
     n = int(full.used.sum())
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
-    if spec.make_problem is not None:
-        problem = spec.make_problem(data, **fit_options)
-        samples, conv = _vectorised(problem, full.extras["theta"], counts)
+    problem = spec.make_problem(data, opts)
+    if problem is not None:
+        values, conv = _vectorised(problem, full.extras["theta"], counts)
         names = problem.param_names
     else:
-        samples, conv = _looped(spec, data, full, counts, dict(fit_options))
+        values, conv = _looped(spec, data, full, counts, opts)
         names = tuple(full.params)
-    lo, hi = _pct(samples, level)
+    samples = Samples(tuple(names), values)
     return BootstrapResult(
-        law=spec.name,
-        param_names=tuple(names),
+        law=spec,
         samples=samples,
-        ci={k: (float(a), float(b)) for k, a, b in zip(names, lo, hi)},
-        correlation=spearman(samples),
+        ci=samples.interval(level),
+        correlation=spearman(values),
         level=level,
         seed=seed,
         n_resamples=n_resamples,

@@ -21,15 +21,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from laws.law import ArrayFunctions, Law
 from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.options import FitOptions, Options
+from laws.parameters import ParameterSpace
 from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima, nnls_gram
 
-__all__ = ["param_names", "PARAM_NAMES", "predict", "log_model", "make_problem", "fit"]
+__all__ = [
+    "param_names", "PARAM_NAMES", "BrokenPowerLawOptions", "space", "predict", "log_model", "make_problem", "fit",
+    "BrokenPowerLaw", "BROKEN_POWER_LAW",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BrokenPowerLawOptions(FitOptions):
+    """:class:`~laws.options.FitOptions` plus ``n_breaks``; six basins are polished by default."""
+
+    n_breaks: int = 1
+    n_starts: int = 6
 
 
 def param_names(n_breaks: int = 1) -> tuple[str, ...]:
@@ -67,21 +83,9 @@ def _log_params(n_breaks: int) -> frozenset[str]:
     return frozenset({"a", "b", *(f"d{i}" for i in k), *(f"f{i}" for i in k)})
 
 
-def to_natural(theta: np.ndarray, n_breaks: int) -> np.ndarray:
-    """Internal to natural: exponentiate a, b, d_i, f_i."""
-    out = np.array(theta, float, copy=True)
-    idx = [0, 1, *range(3 + n_breaks, 3 + 3 * n_breaks)]
-    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
-        out[..., idx] = np.exp(out[..., idx])
-    return out
-
-
-def to_theta(params: Mapping[str, float], n_breaks: int) -> np.ndarray:
-    """Natural parameters to the internal vector."""
-    names = param_names(n_breaks)
-    logs = _log_params(n_breaks)
-    with np.errstate(divide="ignore"):
-        return np.array([np.log(params[n]) if n in logs else params[n] for n in names], float)
+def space(n_breaks: int = 1) -> ParameterSpace:
+    """The parameters of the law with ``n_breaks`` breaks (a, b, d_i and f_i are fitted as logs)."""
+    return ParameterSpace(param_names(n_breaks), _log_params(n_breaks))
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
@@ -119,33 +123,21 @@ def _log_model(theta: np.ndarray, lx: np.ndarray, n_breaks: int) -> tuple[np.nda
     return m, np.stack(cols, axis=1)
 
 
-def make_problem(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_breaks: int = 1,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-) -> Problem:
+def make_problem(x: np.ndarray, y: np.ndarray, options: BrokenPowerLawOptions | None = None) -> Problem:
     """Validate the series and describe the fit as a :class:`~laws.optimize.Problem`."""
+    options = options or BrokenPowerLawOptions()
+    n_breaks = options.n_breaks
     y = positive_array("loss (y)", y)
     x = positive_array("x (compute)", x, y.size)
     if n_breaks < 0:
         raise ValueError("n_breaks must be >= 0")
     return build_problem(
         "broken_power_law",
-        param_names(n_breaks),
-        _log_params(n_breaks),
+        space(n_breaks),
         lambda theta, lx: log_model(theta, lx, n_breaks),
-        lambda theta: to_natural(theta, n_breaks),
         loss=y,
         runs={"lx": np.log(x)},
-        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
-        bounds=bounds, fixed=fixed, weights=weights,
+        options=options,
         # sharpness outside [0.01, 100] is indistinguishable from a kink / no break
         # on any realistic series; bounding it keeps resamples from running off
         default_bounds={f"f{i}": (1e-2, 1e2) for i in range(1, n_breaks + 1)},
@@ -210,40 +202,49 @@ def _starts(problem: Problem, base: np.ndarray | None, n_starts: int) -> np.ndar
     return np.array(starts, float)
 
 
-def fit(
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_breaks: int = 1,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-    n_starts: int = 6,
-    init: Mapping[str, float] | None = None,
-) -> FitResult:
-    """Fit a smoothly broken power law with ``n_breaks`` breaks to ``y(x)``.
+def fit(x: np.ndarray, y: np.ndarray, options: BrokenPowerLawOptions | None = None) -> FitResult:
+    """Fit a smoothly broken power law with ``options.n_breaks`` breaks to ``y(x)``.
 
     Options as :func:`laws.chinchilla.fit`; ``fixed``/``bounds`` are applied to
     the polish (the grid searches the free shape parameters).
     """
     started = time.perf_counter()
-    opts = dict(objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
-                bounds=bounds, fixed=fixed, weights=weights)
-    problem = make_problem(x, y, n_breaks=n_breaks, **opts)
+    options = options or BrokenPowerLawOptions()
+    n_breaks = options.n_breaks
+    problem = make_problem(x, y, options)
     fixed_theta = problem.extras["fixed_theta"]
-    if init is not None:
-        starts = problem.clip(to_theta({**dict(init), **dict(fixed or {})}, n_breaks))[None]
+    if options.init is not None:
+        starts = problem.clip(space(n_breaks).to_theta({**dict(options.init), **dict(options.fixed or {})}))[None]
     elif n_breaks <= 1:
-        starts = _starts(problem, None, n_starts)
+        starts = _starts(problem, None, options.n_starts)
     else:
         # grow one break at a time: fit k-1 breaks, search the k-th on a grid
-        prev = fit(x, y, n_breaks=n_breaks - 1, **{**opts, "bounds": None, "fixed": None}, n_starts=n_starts)
-        base = to_theta(prev.params, n_breaks - 1)
-        starts = _starts(problem, base, n_starts)
+        prev = fit(x, y, replace(options, n_breaks=n_breaks - 1, bounds=None, fixed=None))
+        base = space(n_breaks - 1).to_theta(prev.params)
+        starts = _starts(problem, base, options.n_starts)
     starts = np.where(problem.free, starts, fixed_theta)
     starts = problem.clip(starts)
     theta, f, conv, msg, details = polish(problem, starts)
     return fit_result(problem, theta, f, conv, msg, started, extras=details)
+
+
+class BrokenPowerLaw(Law):
+    """Caballero et al. 2022: loss against one variable (compute); it has no allocation rule.
+
+    A refit does not fit it per family: a family's runs are not one series, and
+    the law says nothing about how to split compute between N and D.
+    """
+
+    name = "broken_power_law"
+    description = "Caballero et al. 2022: smoothly broken power law of loss in compute"
+    parameters = space(1)
+    required_columns = ("flops", "loss")
+    options_type = BrokenPowerLawOptions
+    arrays = ArrayFunctions(fit, predict, make_problem)
+    fitted_per_family = False
+
+    def space(self, options: Options | Mapping[str, Any] | None = None) -> ParameterSpace:
+        return space(self.options(options).n_breaks)
+
+
+BROKEN_POWER_LAW = BrokenPowerLaw()

@@ -25,30 +25,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from laws import allocation
+from laws.law import ArrayFunctions, Law
 from laws.objectives import rho
 from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.options import FitOptions
+from laws.parameters import ParameterSpace
 from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima, nnls_gram
 
 __all__ = [
     "PARAM_NAMES",
+    "LOG_PARAMS",
+    "ChinchillaOptions",
     "predict",
     "log_model",
-    "to_theta",
-    "to_natural",
     "make_problem",
     "fit",
+    "Chinchilla",
+    "CHINCHILLA",
 ]
 
 PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 LOG_PARAMS = frozenset({"E", "A", "B"})
+SPACE = ParameterSpace(PARAM_NAMES, LOG_PARAMS)
 #: exponent range covered by the grid when no bounds are given; LM losses have
 #: exponents around 0.05-1, the reference multi-start grid spans 0-2.
 EXPONENT_RANGE: tuple[float, float] = (0.02, 2.5)
+
+
+@dataclass(frozen=True, eq=False)
+class ChinchillaOptions(FitOptions):
+    """:class:`~laws.options.FitOptions` plus ``grid_size``: points per exponent
+    axis of the variable-projection grid."""
+
+    grid_size: int = 64
 
 
 def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -56,25 +73,6 @@ def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.nda
     N = np.asarray(N, float)
     D = np.asarray(D, float)
     return params["E"] + params["A"] * N ** -params["alpha"] + params["B"] * D ** -params["beta"]
-
-
-def to_theta(params: Mapping[str, float]) -> np.ndarray:
-    """Natural parameters to the internal vector ``(log E, log A, log B, alpha, beta)``."""
-    with np.errstate(divide="ignore"):
-        return np.array(
-            [np.log(params["E"]), np.log(params["A"]), np.log(params["B"]),
-             params["alpha"], params["beta"]],
-            dtype=float,
-        )
-
-
-def to_natural(theta: np.ndarray) -> np.ndarray:
-    """Internal ``theta (..., 5)`` to natural ``(E, A, B, alpha, beta)``."""
-    theta = np.asarray(theta, float)
-    out = theta.copy()
-    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
-        out[..., :3] = np.exp(theta[..., :3])
-    return out
 
 
 def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,18 +115,7 @@ def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.nda
     return m, J
 
 
-def make_problem(
-    N: np.ndarray,
-    D: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-) -> Problem:
+def make_problem(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: FitOptions | None = None) -> Problem:
     """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
 
     ``extras`` holds ``lN``, ``lD`` (logs of the used runs' N and D, for the
@@ -138,10 +125,8 @@ def make_problem(
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
     return build_problem(
-        "chinchilla", PARAM_NAMES, LOG_PARAMS, log_model, to_natural,
-        loss=L, runs={"lN": np.log(N), "lD": np.log(D)},
-        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
-        bounds=bounds, fixed=fixed, weights=weights,
+        "chinchilla", SPACE, log_model,
+        loss=L, runs={"lN": np.log(N), "lD": np.log(D)}, options=options or ChinchillaOptions(),
     )
 
 
@@ -240,52 +225,31 @@ def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> t
     return np.array(starts), info
 
 
-def fit(
-    N: np.ndarray,
-    D: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-    grid_size: int = 64,
-    n_starts: int = 4,
-    init: Mapping[str, float] | None = None,
-) -> FitResult:
+def fit(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: ChinchillaOptions | None = None) -> FitResult:
     """Fit ``L = E + A/N**alpha + B/D**beta`` to training runs.
 
     Args:
         N: parameters per run.
         D: training tokens per run.
         L: final loss per run.
-        objective: "huber_log" (default, Hoffmann/Besiroglu), "least_squares"
-            (on L), "huber" (on L) or "least_squares_log".
-        huber_delta: Huber threshold, in the residual's units.
-        exclude_top_loss: drop this many highest-loss runs first.
-        bounds: natural-scale ``{name: (lo, hi)}``; None for open ends.
-        fixed: natural-scale values held fixed (e.g. ``{"E": 1.69}``).
-        weights: non-negative per-run weights (multiply each run's penalty).
-        grid_size: points per exponent axis in the variable-projection grid.
-        n_starts: basins of the grid profile to polish.
-        init: skip the grid and polish from these parameters (warm start).
+        options: see :class:`ChinchillaOptions` (defaults: Huber on log L with
+            delta 1e-3, a 64 x 64 grid, 4 basins polished).
 
     Returns:
         A :class:`~laws.types.FitResult`; ``extras["theta"]`` is the internal
         optimum, ``extras["grid"]`` the profile used for the starts.
+
+    Raises:
+        laws.errors.FitError: a value is not positive, or too few runs are left.
     """
     started = time.perf_counter()
-    problem = make_problem(
-        N, D, L, objective=objective, huber_delta=huber_delta,
-        exclude_top_loss=exclude_top_loss, bounds=bounds, fixed=fixed, weights=weights,
-    )
-    if init is not None:
-        th = to_theta({**dict(init), **dict(fixed or {})})
+    options = options or ChinchillaOptions()
+    problem = make_problem(N, D, L, options)
+    if options.init is not None:
+        th = SPACE.to_theta({**dict(options.init), **dict(options.fixed or {})})
         starts, info = problem.clip(th)[None], {}
     else:
-        starts, info = varpro_starts(problem, grid_size=grid_size, n_starts=n_starts)
+        starts, info = varpro_starts(problem, grid_size=options.grid_size, n_starts=options.n_starts)
     theta, f, conv, msg, details = polish(problem, starts)
     lN, lD, w = problem.extras["lN"], problem.extras["lD"], problem.weights
     design = {"log_design_correlation": _weighted_corr(lN, lD, w)}
@@ -304,3 +268,26 @@ def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     if sxx <= 0 or syy <= 0:
         return 1.0  # one of them does not vary at all: nothing to separate
     return float((w @ (dx * dy)) / np.sqrt(sxx * syy))
+
+
+class Chinchilla(Law):
+    """Hoffmann et al. 2022 Approach 3, the law planners read (see the module docstring)."""
+
+    name = "chinchilla"
+    description = "Hoffmann et al. 2022 Approach 3: L = E + A/N^alpha + B/D^beta"
+    parameters = SPACE
+    required_columns = ("params", "tokens", "loss")
+    options_type = ChinchillaOptions
+    arrays = ArrayFunctions(fit, predict, make_problem)
+    allocates = True
+    inference_aware = True
+    primary = True
+
+    def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
+        return allocation.chinchilla_optimum(params, C, k)
+
+    def exponents(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        return allocation.allocation_exponents(params["alpha"], params["beta"])
+
+
+CHINCHILLA = Chinchilla()

@@ -26,20 +26,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from laws import chinchilla
+from laws import allocation, chinchilla
+from laws.errors import FitError
+from laws.law import ArrayFunctions, Law
 from laws.objectives import rho
 from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.options import FitOptions
+from laws.parameters import ParameterSpace
 from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima
 
-__all__ = ["PARAM_NAMES", "predict", "optimal_params_for_tokens", "make_problem", "fit"]
+__all__ = [
+    "PARAM_NAMES", "predict", "optimal_params_for_tokens", "make_problem", "fit", "DataConstrained", "DATA_CONSTRAINED",
+]
 
 PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")
 LOG_PARAMS = frozenset({"E", "A", "B", "R_D_star", "R_N_star"})
+SPACE = ParameterSpace(PARAM_NAMES, LOG_PARAMS)
 #: Muennighoff et al.'s C4 fit; used only when the runs cannot identify R*.
 PUBLISHED_R_STAR = {"R_D_star": 15.387756, "R_N_star": 5.309743}
 
@@ -67,24 +76,9 @@ def predict(
     return params["E"] + params["A"] * Np ** -params["alpha"] + params["B"] * Dp ** -params["beta"]
 
 
-def to_natural(theta: np.ndarray) -> np.ndarray:
-    """Internal (logs of scale parameters) to natural parameters."""
-    out = np.array(theta, float, copy=True)
-    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
-        out[..., [0, 1, 2, 5, 6]] = np.exp(out[..., [0, 1, 2, 5, 6]])
-    return out
-
-
-def to_theta(params: Mapping[str, float]) -> np.ndarray:
-    """Natural parameters to the internal vector."""
-    return np.array(
-        [np.log(params[n]) if n in LOG_PARAMS else params[n] for n in PARAM_NAMES], float
-    )
-
-
 def _log_predict(theta: np.ndarray, N: np.ndarray, D: np.ndarray, U: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        nat = to_natural(np.atleast_2d(theta))
+        nat = SPACE.to_natural(np.atleast_2d(theta))
         params = {n: nat[:, i : i + 1] for i, n in enumerate(PARAM_NAMES)}
         return np.log(predict(params, N, D, U))
 
@@ -108,17 +102,7 @@ def log_model(
 
 
 def make_problem(
-    N: np.ndarray,
-    D: np.ndarray,
-    U: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
+    N: np.ndarray, D: np.ndarray, U: np.ndarray, L: np.ndarray, options: FitOptions | None = None
 ) -> Problem:
     """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
 
@@ -130,67 +114,57 @@ def make_problem(
     D = positive_array("tokens (D)", D, L.size)
     U = positive_array("unique_tokens (U)", U, L.size)
     return build_problem(
-        "data_constrained", PARAM_NAMES, LOG_PARAMS, log_model, to_natural,
-        loss=L, runs={"N": N, "D": D, "U": U},
-        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
-        bounds=bounds, fixed=fixed, weights=weights,
+        "data_constrained", SPACE, log_model, loss=L, runs={"N": N, "D": D, "U": U}, options=options or FitOptions()
     )
 
 
-def fit(
-    N: np.ndarray,
-    D: np.ndarray,
-    U: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-    n_starts: int = 4,
-    init: Mapping[str, float] | None = None,
-) -> FitResult:
-    """Fit the data-constrained law (options as :func:`laws.chinchilla.fit`).
+def fit(N: np.ndarray, D: np.ndarray, U: np.ndarray, L: np.ndarray, options: FitOptions | None = None) -> FitResult:
+    """Fit the data-constrained law (options as :func:`laws.chinchilla.fit`, without a grid size).
 
     Needs single-epoch runs without excess parameters to anchor the base law;
     if no run repeats data (or none has excess parameters) the corresponding
     ``R*`` is not identifiable and is held at the published C4 value (the
     message says so).
+
+    Raises:
+        laws.errors.FitError: fewer than 5 single-epoch runs, or another
+            reason the runs cannot support the fit.
     """
     started = time.perf_counter()
-    fixed = dict(fixed or {})
-    problem = make_problem(
-        N, D, U, L, objective=objective, huber_delta=huber_delta,
-        exclude_top_loss=exclude_top_loss, bounds=bounds, fixed=fixed, weights=weights,
-    )
+    options = options or FitOptions()
+    fixed = dict(options.fixed or {})
+    problem = make_problem(N, D, U, L, options)
     Nu, Du, Uu = problem.extras["N"], problem.extras["D"], problem.extras["U"]
     notes: list[str] = []
-    if init is not None:
-        starts = problem.clip(to_theta({**dict(init), **fixed}))[None]
+    if options.init is not None:
+        starts = problem.clip(SPACE.to_theta({**dict(options.init), **fixed}))[None]
     else:
         base_names = chinchilla.PARAM_NAMES
-        base_opts = dict(
-            objective=objective, huber_delta=huber_delta,
-            fixed={k: v for k, v in fixed.items() if k in base_names},
-            bounds={k: v for k, v in dict(bounds or {}).items() if k in base_names},
-        )
         UD = np.minimum(Uu, Du)
         single = Du <= UD * (1 + 1e-9)
         mask = single
         if mask.sum() < 5:
-            raise ValueError(
+            raise FitError(
                 "the data-constrained law needs at least 5 single-epoch runs "
                 f"(tokens <= unique_tokens) to anchor E, A, B, alpha, beta; got {int(mask.sum())}"
             )
-        base = chinchilla.fit(Nu[mask], Du[mask], problem.loss[mask], weights=problem.weights[mask], **base_opts)
+
+        def base_fit(mask: np.ndarray) -> FitResult:
+            """The Chinchilla terms alone, on the runs in ``mask``."""
+            base_options = chinchilla.ChinchillaOptions(
+                objective=options.objective, huber_delta=options.huber_delta, weights=problem.weights[mask],
+                fixed={k: v for k, v in fixed.items() if k in base_names},
+                bounds={k: v for k, v in dict(options.bounds or {}).items() if k in base_names},
+            )
+            return chinchilla.fit(Nu[mask], Du[mask], problem.loss[mask], base_options)
+
+        base = base_fit(mask)
         for _ in range(5):  # drop runs with excess parameters under the current fit
             clean = single & (Nu <= optimal_params_for_tokens(base.params, UD) * (1 + 1e-9))
             if clean.sum() < 5 or np.array_equal(clean, mask):
                 break
             mask = clean
-            base = chinchilla.fit(Nu[mask], Du[mask], problem.loss[mask], weights=problem.weights[mask], **base_opts)
+            base = base_fit(mask)
         has_repeat = bool((Du > UD * (1 + 1e-9)).any())
         has_excess = bool((Nu > optimal_params_for_tokens(base.params, UD) * (1 + 1e-9)).any())
         for name, ok in (("R_D_star", has_repeat), ("R_N_star", has_excess)):
@@ -198,14 +172,11 @@ def fit(
                 fixed[name] = PUBLISHED_R_STAR[name]
                 notes.append(f"{name} not identifiable from these runs; held at the published C4 value")
         if notes:
-            problem = make_problem(
-                N, D, U, L, objective=objective, huber_delta=huber_delta,
-                exclude_top_loss=exclude_top_loss, bounds=bounds, fixed=fixed, weights=weights,
-            )
+            problem = make_problem(N, D, U, L, replace(options, fixed=fixed))
         # stage 2: (R_D*, R_N*) on a log grid, base law fixed
         grid = np.log(np.geomspace(0.2, 500.0, 41))
         RD, RN = np.meshgrid(grid, grid, indexing="ij")
-        th0 = to_theta({**base.params, "R_D_star": 1.0, "R_N_star": 1.0})
+        th0 = SPACE.to_theta({**base.params, "R_D_star": 1.0, "R_N_star": 1.0})
         cand = np.tile(th0, (RD.size, 1))
         cand[:, 5], cand[:, 6] = RD.ravel(), RN.ravel()
         cand = np.where(problem.free, cand, problem.extras["fixed_theta"])
@@ -213,9 +184,43 @@ def fit(
         r = (np.log(problem.loss) - m) if problem.objective.log_space else (problem.loss - np.exp(m))
         vals = (problem.weights * rho(r, problem.delta, problem.objective.robust)).sum(-1)
         vals = np.where(np.isfinite(vals), vals, np.inf).reshape(RD.shape)
-        picks = local_minima(vals, n_starts)
+        picks = local_minima(vals, options.n_starts)
         starts = problem.clip(np.array([cand[i * grid.size + j] for i, j in picks]))
     theta, f, conv, msg, details = polish(problem, starts)
     if notes:
         msg = msg + "; " + "; ".join(notes)
     return fit_result(problem, theta, f, conv, msg, started, extras=details)
+
+
+class DataConstrained(Law):
+    """Muennighoff et al. 2023: the Chinchilla law with repeated data and excess parameters worth less."""
+
+    name = "data_constrained"
+    description = (
+        "Muennighoff et al. 2023: Chinchilla law with decaying value of repeated data and excess parameters"
+    )
+    parameters = SPACE
+    required_columns = ("params", "tokens", "unique_tokens", "loss")
+    options_type = FitOptions
+    arrays = ArrayFunctions(fit, predict, make_problem)
+    allocates = True
+
+    def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
+        """Chinchilla's closed form with unlimited data; else numerically, repeating the ``unique_tokens``."""
+        if unique_tokens is None:
+            return allocation.chinchilla_optimum(params, C, k)
+        if np.ndim(unique_tokens) != 0:
+            raise ValueError("unique_tokens must be a scalar (one data budget per call)")
+        U = float(unique_tokens)
+
+        def loss(p: Mapping[str, Any], N: np.ndarray, D: np.ndarray) -> np.ndarray:
+            return predict(p, N, D, np.minimum(U, D))
+
+        return allocation.numeric_optimum(loss, params, C, k)
+
+    def exponents(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The exponents of the unconstrained-data limit (Chinchilla's)."""
+        return allocation.allocation_exponents(params["alpha"], params["beta"])
+
+
+DATA_CONSTRAINED = DataConstrained()

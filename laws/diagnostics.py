@@ -54,7 +54,7 @@ def identifiability(
     """
     names = list(bootstrap_result.param_names)
     corr = np.asarray(bootstrap_result.correlation, float)
-    samples = bootstrap_result.samples
+    samples = bootstrap_result.samples.values
     pairs = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):

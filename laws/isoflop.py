@@ -19,15 +19,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from laws import allocation
+from laws.errors import FitError
+from laws.law import ArrayFunctions, Data, Law
+from laws.options import Options
+from laws.parameters import ParameterSpace
 from laws.runs import positive_array, select_runs
 from laws.types import FitResult
 
-__all__ = ["PARAM_NAMES", "budget_minima", "predict", "fit"]
+__all__ = ["PARAM_NAMES", "IsoflopOptions", "budget_minima", "predict", "fit", "Isoflop", "ISOFLOP"]
 
 PARAM_NAMES: tuple[str, ...] = ("a", "k_n", "b", "k_d")
+
+
+@dataclass(frozen=True, eq=False)
+class IsoflopOptions(Options):
+    """Which runs count (:class:`~laws.options.Options`) plus ``min_points``:
+    the distinct sizes a budget needs for its parabola.  Approach 2 minimises
+    no robust objective, so it takes no objective or Huber threshold."""
+
+    min_points: int = 3
 
 
 def predict(params: Mapping[str, float], compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,42 +112,36 @@ def budget_minima(
     return out
 
 
-def fit(
-    N: np.ndarray,
-    D: np.ndarray,
-    L: np.ndarray,
-    C: np.ndarray,
-    *,
-    weights: np.ndarray | None = None,
-    exclude_top_loss: int = 0,
-    min_points: int = 3,
-    **_ignored: object,
-) -> FitResult:
+def fit(N: np.ndarray, D: np.ndarray, L: np.ndarray, C: np.ndarray, options: IsoflopOptions | None = None) -> FitResult:
     """Approach 2: per-budget parabolas, then ``N_opt = k_n C**a``, ``D_opt = k_d C**b``.
 
     Args:
         N, D, L: parameters, tokens and loss per run.
         C: the run's compute budget (runs of one IsoFLOP curve share it).
-        weights: per-run weights (the bootstrap passes resample counts).
-        exclude_top_loss: drop this many highest-loss runs first.
-        min_points: distinct sizes a budget needs for its parabola.
+        options: see :class:`IsoflopOptions` (the bootstrap passes resample
+            counts as ``weights``).
 
     Returns:
         A :class:`~laws.types.FitResult` whose ``objective`` is the residual
         sum of squares (halved) of the two log-log regressions, and whose
         ``extras["budgets"]`` is the per-budget table.
+
+    Raises:
+        laws.errors.FitError: fewer than 2 budgets give a parabola minimum.
     """
+    options = options or IsoflopOptions()
+    weights, min_points = options.weights, options.min_points
     started = time.perf_counter()
     L = positive_array("loss", L)
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
     C = positive_array("budget (C)", C, L.size)
-    used, _ = select_runs(L, weights, exclude_top_loss, min_runs=2 * min_points)
+    used, _ = select_runs(L, weights, options.exclude_top_loss, min_runs=2 * min_points)
     w = np.where(used, 1.0 if weights is None else np.asarray(weights, float), 0.0)
     table = budget_minima(N, D, L, C, w, min_points)
     ok = table["valid"]
     if ok.sum() < 2:
-        raise ValueError(
+        raise FitError(
             f"Approach 2 needs at least 2 budgets with a parabola minimum; got {int(ok.sum())} "
             f"of {ok.size} (each budget needs >= {min_points} distinct sizes and upward curvature)"
         )
@@ -160,3 +170,32 @@ def fit(
         residuals_log=res_log,
         extras={"budgets": table},
     )
+
+
+class Isoflop(Law):
+    """Hoffmann et al. 2022 Approach 2: no loss surface, an independent estimate of the allocation exponents."""
+
+    name = "isoflop"
+    description = "Hoffmann et al. 2022 Approach 2: IsoFLOP parabolas, N_opt = k_n C^a, D_opt = k_d C^b"
+    parameters = ParameterSpace(PARAM_NAMES, frozenset({"k_n", "k_d"}))
+    required_columns = ("params", "tokens", "loss", "budget")
+    options_type = IsoflopOptions
+    arrays = ArrayFunctions(fit, predict)
+    predicts = "n_opt"
+    allocates = True
+    cross_checks_exponent = True
+
+    def predict(self, params: Mapping[str, Any], data: Data) -> np.ndarray:
+        """``N_opt`` at the runs' budgets."""
+        return predict(params, *self.columns(data, ("budget",)))[0]
+
+    def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
+        """The fitted power laws; Approach 2 has no loss surface, so the loss is NaN."""
+        n, d = predict(params, C)
+        return n, d, np.full(np.broadcast(n, d).shape, np.nan)
+
+    def exponents(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        return allocation.as_scalar(params["a"]), allocation.as_scalar(params["b"])
+
+
+ISOFLOP = Isoflop()

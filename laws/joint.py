@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from laws import chinchilla
 from laws.objectives import get_objective
-from laws.optimize import Problem, polish, resolve_bounds
-from laws.runs import column
+from laws.optimize import Problem, polish
+from laws.parameters import ParameterSpace
 from laws.types import FitResult, JointFitResult
 
 __all__ = ["fit_joint"]
@@ -34,12 +35,7 @@ __all__ = ["fit_joint"]
 def fit_joint(
     datasets: Mapping[str, Mapping[str, np.ndarray]],
     shared: Sequence[str] = ("E",),
-    *,
-    law: str = "chinchilla",
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    options: chinchilla.ChinchillaOptions | Mapping[str, Any] | None = None,
 ) -> JointFitResult:
     """Fit the Chinchilla law to several families with ``shared`` parameters tied.
 
@@ -47,17 +43,20 @@ def fit_joint(
         datasets: ``{family: {"params": N, "tokens": D, "loss": L}}``.
         shared: parameter names taking one value across families, from
             ("E", "A", "B", "alpha", "beta").
-        law: only "chinchilla" is supported.
-        objective, huber_delta, exclude_top_loss, bounds: as
-            :func:`laws.chinchilla.fit`, applied to every family.
+        options: Chinchilla fit options applied to every family
+            (``objective``, ``huber_delta``, ``exclude_top_loss``, ``bounds``;
+            ``fixed``, ``weights`` and ``init`` are per family and refused here).
 
     Returns:
         A :class:`~laws.types.JointFitResult`.
     """
     started = time.perf_counter()
-    if law != "chinchilla":
-        raise ValueError(f"joint fits are implemented for the chinchilla law only, not {law!r}")
-    names = chinchilla.PARAM_NAMES
+    law = chinchilla.CHINCHILLA
+    opts = law.options(options)
+    per_family = [k for k in ("fixed", "weights", "init") if getattr(opts, k) is not None]
+    if per_family:
+        raise ValueError(f"joint fits take no {per_family[0]!r} option: it would apply to every family")
+    names = law.param_names
     shared = tuple(shared)
     bad = [s for s in shared if s not in names]
     if bad:
@@ -65,14 +64,12 @@ def fit_joint(
     if len(datasets) < 2:
         raise ValueError("a joint fit needs at least two families")
     fams = list(datasets)
-    opts = dict(objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss, bounds=bounds)
 
     problems: list[Problem] = []
     singles: list[FitResult] = []
     for f in fams:
-        cols = [column(datasets[f], c, "chinchilla") for c in ("params", "tokens", "loss")]
-        problems.append(chinchilla.make_problem(*cols, **opts))
-        singles.append(chinchilla.fit(*cols, **opts))
+        problems.append(law.make_problem(datasets[f], opts))
+        singles.append(law.fit(datasets[f], opts))
 
     sh_idx = [names.index(s) for s in shared]
     own_idx = [i for i in range(len(names)) if i not in sh_idx]
@@ -101,33 +98,27 @@ def fit_joint(
                 J[:, layout[k, j], sl] += Jk[:, j]
         return m, J
 
-    lower1, upper1, _, _ = resolve_bounds(names, dict(bounds or {}), None, chinchilla.LOG_PARAMS)
+    lower1, upper1, _, _ = law.space().resolve_bounds(opts.bounds, None)
     lower = np.empty(P)
     upper = np.empty(P)
     for k in range(len(fams)):
         lower[layout[k]] = lower1
         upper[layout[k]] = upper1
 
-    def to_natural(theta: np.ndarray) -> np.ndarray:
-        out = np.array(theta, float, copy=True)
-        for k in range(len(fams)):
-            for j in range(3):  # E, A, B are optimised as logs
-                out[..., layout[k, j]] = np.exp(np.asarray(theta, float)[..., layout[k, j]])
-        return out
-
+    # each family's E, A, B (own or shared) are optimised as logs, like a single fit's
+    joint_names = tuple(names[j] if j in sh_idx else f"{names[j]}[{fams[k]}]" for k, j in _order(len(fams), sh_idx, own_idx))
+    joint_logs = frozenset(n for n in joint_names if n.split("[")[0] in law.log_params)
     joint = Problem(
-        law="chinchilla",
-        param_names=tuple(f"{names[j]}" if j in sh_idx else f"{names[j]}[{fams[k]}]"
-                          for k, j in _order(len(fams), sh_idx, own_idx)),
+        law=law.name,
+        space=ParameterSpace(joint_names, joint_logs),
         model=model,
         loss=np.concatenate([p.loss for p in problems]),
         weights=np.concatenate([p.weights for p in problems]),
-        objective=get_objective(objective),
-        delta=float(huber_delta),
+        objective=get_objective(opts.objective),
+        delta=float(opts.huber_delta),
         lower=lower,
         upper=upper,
         free=np.ones(P, bool),
-        to_natural=to_natural,
         used=np.ones(n_total, bool),
     )
 
@@ -145,14 +136,14 @@ def fit_joint(
     rmse: dict[str, float] = {}
     m_all, _ = model(theta[None])
     for k, f in enumerate(fams):
-        nat = chinchilla.to_natural(theta[layout[k]])
+        nat = law.to_natural(theta[layout[k]])
         params[f] = {n: float(v) for n, v in zip(names, nat)}
         sl = slice(offsets[k], offsets[k + 1])
         res = np.log(problems[k].loss) - m_all[0, sl]
         w = problems[k].weights
         rmse[f] = float(np.sqrt((w * res**2).sum() / w.sum()))
     return JointFitResult(
-        law="chinchilla",
+        law=law.name,
         shared=shared,
         params=params,
         shared_params={s: params[fams[0]][s] for s in shared},

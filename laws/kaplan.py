@@ -16,19 +16,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from laws import allocation
+from laws.law import ArrayFunctions, Law
 from laws.optimize import Problem, build_problem, fit_result, polish
+from laws.options import FitOptions
+from laws.parameters import ParameterSpace
 from laws.runs import positive_array
 from laws.types import FitResult
 from laws.varpro import local_minima, nnls_gram
 
-__all__ = ["PARAM_NAMES", "predict", "log_model", "make_problem", "fit"]
+__all__ = ["PARAM_NAMES", "KaplanOptions", "predict", "log_model", "make_problem", "fit", "Kaplan", "KAPLAN"]
 
 PARAM_NAMES: tuple[str, ...] = ("N_c", "D_c", "alpha_N", "alpha_D")
 LOG_PARAMS = frozenset({"N_c", "D_c"})
+SPACE = ParameterSpace(PARAM_NAMES, LOG_PARAMS)
 EXPONENT_RANGE: tuple[float, float] = (0.01, 2.0)
+
+
+@dataclass(frozen=True, eq=False)
+class KaplanOptions(FitOptions):
+    """:class:`~laws.options.FitOptions` plus ``grid_size``: points per exponent axis of the grid."""
+
+    grid_size: int = 48
 
 
 def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -37,21 +51,6 @@ def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.nda
     D = np.asarray(D, float)
     an, ad = params["alpha_N"], params["alpha_D"]
     return ((params["N_c"] / N) ** (np.divide(an, ad)) + params["D_c"] / D) ** ad
-
-
-def to_natural(theta: np.ndarray) -> np.ndarray:
-    """Internal ``(log N_c, log D_c, alpha_N, alpha_D)`` to natural parameters."""
-    out = np.array(theta, float, copy=True)
-    with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
-        out[..., :2] = np.exp(out[..., :2])
-    return out
-
-
-def to_theta(params: Mapping[str, float]) -> np.ndarray:
-    """Natural parameters to the internal vector."""
-    return np.array(
-        [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]], float
-    )
 
 
 def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,18 +69,7 @@ def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.nda
     return m, J
 
 
-def make_problem(
-    N: np.ndarray,
-    D: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-) -> Problem:
+def make_problem(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: FitOptions | None = None) -> Problem:
     """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
 
     The exponents are bounded away from zero by default: ``alpha_D`` divides
@@ -91,10 +79,8 @@ def make_problem(
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
     return build_problem(
-        "kaplan", PARAM_NAMES, LOG_PARAMS, log_model, to_natural,
-        loss=L, runs={"lN": np.log(N), "lD": np.log(D)},
-        objective=objective, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss,
-        bounds=bounds, fixed=fixed, weights=weights,
+        "kaplan", SPACE, log_model,
+        loss=L, runs={"lN": np.log(N), "lD": np.log(D)}, options=options or KaplanOptions(),
         default_bounds={"alpha_N": (1e-4, None), "alpha_D": (1e-4, None)},
     )
 
@@ -156,30 +142,35 @@ def varpro_starts(problem: Problem, grid_size: int = 48, n_starts: int = 4) -> n
     return np.array(starts)
 
 
-def fit(
-    N: np.ndarray,
-    D: np.ndarray,
-    L: np.ndarray,
-    *,
-    objective: str = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-    grid_size: int = 48,
-    n_starts: int = 4,
-    init: Mapping[str, float] | None = None,
-) -> FitResult:
-    """Fit Kaplan's joint law (options as :func:`laws.chinchilla.fit`)."""
+def fit(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: KaplanOptions | None = None) -> FitResult:
+    """Fit Kaplan's joint law (options as :func:`laws.chinchilla.fit`, a 48 x 48 grid by default)."""
     started = time.perf_counter()
-    problem = make_problem(
-        N, D, L, objective=objective, huber_delta=huber_delta,
-        exclude_top_loss=exclude_top_loss, bounds=bounds, fixed=fixed, weights=weights,
-    )
-    if init is not None:
-        starts = problem.clip(to_theta({**dict(init), **dict(fixed or {})}))[None]
+    options = options or KaplanOptions()
+    problem = make_problem(N, D, L, options)
+    if options.init is not None:
+        starts = problem.clip(SPACE.to_theta({**dict(options.init), **dict(options.fixed or {})}))[None]
     else:
-        starts = varpro_starts(problem, grid_size, n_starts)
+        starts = varpro_starts(problem, options.grid_size, options.n_starts)
     theta, f, conv, msg, details = polish(problem, starts)
     return fit_result(problem, theta, f, conv, msg, started, extras=details)
+
+
+class Kaplan(Law):
+    """Kaplan et al. 2020's joint law; its allocation is found numerically."""
+
+    name = "kaplan"
+    description = "Kaplan et al. 2020: L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D"
+    parameters = SPACE
+    required_columns = ("params", "tokens", "loss")
+    options_type = KaplanOptions
+    arrays = ArrayFunctions(fit, predict, make_problem)
+    allocates = True
+
+    def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
+        return allocation.numeric_optimum(predict, params, C, k)
+
+    def exponents(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        return allocation.allocation_exponents(params["alpha_N"], params["alpha_D"])
+
+
+KAPLAN = Kaplan()

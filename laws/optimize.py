@@ -31,6 +31,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from laws.objectives import Objective, get_objective, majorizer_weight, psi, psi_prime, rho
+from laws.options import FitOptions
+from laws.parameters import Bounds, ParameterSpace
 from laws.runs import select_runs
 from laws.types import FitResult
 
@@ -43,7 +45,6 @@ __all__ = [
     "newton",
     "polish",
     "fit_result",
-    "resolve_bounds",
     "build_problem",
 ]
 
@@ -56,7 +57,7 @@ class Problem:
 
     Attributes:
         law: catalogue name.
-        param_names: natural parameter names, in ``theta`` order.
+        space: the parameters, in ``theta`` order, and which are fitted as logs.
         model: ``theta (B, p) -> (log L_hat (B, n), d log L_hat / d theta (B, p, n))``
             evaluated on the used runs.  The Jacobian is parameter-major so
             each parameter's column is contiguous (the batched Newton is
@@ -67,13 +68,12 @@ class Problem:
         delta: Huber threshold (ignored by squared penalties).
         lower, upper: bounds on the internal parameters ``theta``.
         free: mask of parameters the optimiser may move (others are fixed).
-        to_natural: maps ``theta (..., p)`` to natural parameters ``(..., p)``.
         used: mask over the input runs of those that enter the objective.
         extras: law-specific data (e.g. arrays needed by a global search).
     """
 
     law: str
-    param_names: tuple[str, ...]
+    space: ParameterSpace
     model: ModelFn
     loss: np.ndarray
     weights: np.ndarray
@@ -82,85 +82,32 @@ class Problem:
     lower: np.ndarray
     upper: np.ndarray
     free: np.ndarray
-    to_natural: Callable[[np.ndarray], np.ndarray]
     used: np.ndarray
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def target(self) -> np.ndarray:
-        """Observed values in the residual space of the objective."""
-        return np.log(self.loss) if self.objective.log_space else self.loss
+    def param_names(self) -> tuple[str, ...]:
+        """Natural parameter names, in ``theta`` order."""
+        return self.space.names
+
+    def to_natural(self, theta: np.ndarray) -> np.ndarray:
+        """Internal ``theta (..., p)`` to natural parameters."""
+        return self.space.to_natural(theta)
 
     def clip(self, theta: np.ndarray) -> np.ndarray:
         """Project ``theta`` onto the bounds."""
         return np.clip(theta, self.lower, self.upper)
 
 
-def resolve_bounds(
-    names: tuple[str, ...],
-    bounds: dict[str, tuple[float | None, float | None]] | None,
-    fixed: dict[str, float] | None,
-    log_params: frozenset[str],
-    default: dict[str, tuple[float, float]] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Translate natural-scale bounds and fixed values to the internal scale.
-
-    Scale parameters (in ``log_params``) are optimised as their logarithm so
-    that they stay positive without a bound and so that a relative change
-    costs the same at every magnitude.
-
-    Returns:
-        ``(lower, upper, free, fixed_theta)``; ``fixed_theta`` is NaN where free.
-    """
-    bounds = dict(bounds or {})
-    fixed = dict(fixed or {})
-    unknown = (set(bounds) | set(fixed)) - set(names)
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; this law has {list(names)}")
-    p = len(names)
-    lower = np.full(p, -np.inf)
-    upper = np.full(p, np.inf)
-    free = np.ones(p, bool)
-    fixed_theta = np.full(p, np.nan)
-    for i, name in enumerate(names):
-        lo, hi = bounds.get(name, (default or {}).get(name, (None, None)))
-        if name in log_params:
-            lower[i] = np.log(lo) if lo is not None and lo > 0 else -np.inf
-            upper[i] = np.log(hi) if hi is not None else np.inf
-        else:
-            lower[i] = -np.inf if lo is None else lo
-            upper[i] = np.inf if hi is None else hi
-        if lower[i] > upper[i]:
-            raise ValueError(f"empty bounds for {name}: {bounds.get(name)}")
-        if name in fixed:
-            v = float(fixed[name])
-            if name in log_params:
-                if v < 0:
-                    raise ValueError(f"fixed {name} must be >= 0, got {v}")
-                fixed_theta[i] = np.log(v) if v > 0 else -np.inf
-            else:
-                fixed_theta[i] = v
-            free[i] = False
-            lower[i] = upper[i] = fixed_theta[i]
-    return lower, upper, free, fixed_theta
-
-
 def build_problem(
     law: str,
-    param_names: tuple[str, ...],
-    log_params: frozenset[str],
+    space: ParameterSpace,
     log_model: Callable[..., tuple[np.ndarray, np.ndarray]],
-    to_natural: Callable[[np.ndarray], np.ndarray],
+    *,
     loss: np.ndarray,
     runs: Mapping[str, np.ndarray],
-    *,
-    objective: str | Objective = "huber_log",
-    huber_delta: float = 1e-3,
-    exclude_top_loss: int = 0,
-    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    fixed: Mapping[str, float] | None = None,
-    weights: np.ndarray | None = None,
-    default_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    options: FitOptions,
+    default_bounds: Bounds | None = None,
     extras: Mapping[str, Any] | None = None,
 ) -> Problem:
     """The setup every parametric law's ``make_problem`` shares.
@@ -169,45 +116,42 @@ def build_problem(
     inputs) and passes the losses and the per-run arrays its model needs.
     Here the options are checked, the runs selected
     (:func:`laws.runs.select_runs`: a law needs at least as many runs as free
-    parameters), the bounds translated (:func:`resolve_bounds`) and ``runs``
+    parameters), the bounds translated
+    (:meth:`~laws.parameters.ParameterSpace.resolve_bounds`) and ``runs``
     restricted to the used runs, so that every law treats its options alike.
 
     Args:
-        law, param_names, to_natural: as in :class:`Problem`.
-        log_params: parameters optimised as their logarithm.
+        law, space: as in :class:`Problem`.
         log_model: ``log_model(theta, **runs)`` returning ``log L_hat`` and its
             Jacobian for a batch of ``theta`` (bind other arguments first).
         loss: validated losses of all runs.
         runs: validated per-run arrays over all runs, keyed by the name
             ``log_model`` takes them by; the used runs' arrays are kept in
             ``extras`` for the law's global search.
-        objective, huber_delta, exclude_top_loss, bounds, fixed, weights: as
-            :func:`laws.chinchilla.fit`.
-        default_bounds: natural-scale bounds for parameters ``bounds`` omits.
+        options: the fit options (search settings such as ``n_starts`` are
+            the law's business and ignored here).
+        default_bounds: natural-scale bounds for parameters ``options.bounds`` omits.
         extras: further law-specific entries for :attr:`Problem.extras`, which
-            also gets ``fixed_theta`` (see :func:`resolve_bounds`).
+            also gets ``fixed_theta`` (see ``resolve_bounds``).
     """
-    if not huber_delta > 0:
-        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
-    obj = get_objective(objective)
-    n_free = len(param_names) - len(fixed or {})
-    used, w = select_runs(loss, weights, exclude_top_loss, min_runs=max(n_free, 1))
-    lower, upper, free, fixed_theta = resolve_bounds(
-        param_names, dict(bounds or {}), dict(fixed or {}), log_params, default_bounds
-    )
+    if not options.huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0, got {options.huber_delta}")
+    obj = get_objective(options.objective)
+    n_free = len(space.names) - len(options.fixed or {})
+    used, w = select_runs(loss, options.weights, options.exclude_top_loss, min_runs=max(n_free, 1))
+    lower, upper, free, fixed_theta = space.resolve_bounds(options.bounds, options.fixed, default_bounds)
     used_runs = {k: v[used] for k, v in runs.items()}
     return Problem(
         law=law,
-        param_names=param_names,
+        space=space,
         model=lambda theta: log_model(theta, **used_runs),
         loss=loss[used],
         weights=w,
         objective=obj,
-        delta=float(huber_delta),
+        delta=float(options.huber_delta),
         lower=lower,
         upper=upper,
         free=free,
-        to_natural=to_natural,
         used=used,
         extras={**used_runs, **(extras or {}), "fixed_theta": fixed_theta},
     )
@@ -416,7 +360,7 @@ def polish(
     thetas = np.array([t for t, *_ in results])
     fs = np.array([f for _, f, *_ in results])
     msgs = [f"L-BFGS-B: {m} ({n} it)" for *_, m, n in results]
-    ok = [s for *_, s, _, _ in results]
+    conv = [bool(s) for *_, s, _, _ in results]
     if newton_finish:
         # Newton is a local finish: spend it only on the basin(s) that won.
         near = np.flatnonzero(fs <= np.nanmin(fs) * (1 + 1e-6) + 1e-300)
@@ -426,7 +370,7 @@ def polish(
         fs[near] = np.minimum(fs[near], nr.objective)
         status = {i: (int(s), int(it)) for i, s, it in zip(near, nr.status, nr.iterations)}
         stop = ["iteration limit", "step tolerance", "no descent step (kink minimum)"]
-        conv = [bool(ok[i]) or (i in status and status[i][0] > 0) for i in range(len(fs))]
+        conv = [conv[i] or (i in status and status[i][0] > 0) for i in range(len(fs))]
         msgs = [
             f"{m}; Newton: {stop[status[i][0]]} ({status[i][1]} it)" if i in status else m
             for i, m in enumerate(msgs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from laws.errors import FitError
+
 __all__ = ["positive_array", "select_runs", "column"]
 
 
@@ -15,16 +17,18 @@ def positive_array(name: str, values: object, n: int | None = None) -> np.ndarra
     """Return ``values`` as a 1-D float array, checking it is finite and > 0.
 
     Scaling laws take logs of every input, so a zero or negative parameter
-    count, token count or loss is a data error, not something to fit around.
+    count, token count or loss is a data error (:class:`~laws.errors.FitError`),
+    not something to fit around; arrays of different lengths are a caller's
+    mistake (``ValueError``).
     """
     a = np.asarray(values, dtype=float).reshape(-1)
     if n is not None and a.size != n:
         raise ValueError(f"{name} has {a.size} values, expected {n}")
     if a.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise FitError(f"{name} is empty")
     bad = ~np.isfinite(a) | (a <= 0)
     if bad.any():
-        raise ValueError(
+        raise FitError(
             f"{name} must be finite and positive; {int(bad.sum())} value(s) are not "
             f"(first at index {int(np.flatnonzero(bad)[0])})"
         )
@@ -61,9 +65,9 @@ def select_runs(
     used = w > 0
     if k:
         order = np.argsort(loss, kind="stable")
-        used[order[n - k :]] = False
+        used[order[max(n - k, 0) :]] = False  # k >= n excludes every run
     if used.sum() < min_runs:
-        raise ValueError(
+        raise FitError(
             f"only {int(used.sum())} runs left to fit (after exclusions/zero weights); "
             f"this law needs at least {min_runs}"
         )

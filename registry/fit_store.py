@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from laws.intervals import Samples
 from registry.db import one, transaction
 
 
@@ -85,9 +86,13 @@ def latest_refit(con: duckdb.DuckDBPyConnection, family: str) -> tuple | None:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitRecord:
-    """One fit, ready to be stored: what was fitted, how it did, what a planner may read."""
+    """One fit, ready to be stored: what was fitted, how it did, what a planner may read.
+
+    ``samples`` are the bootstrap draws behind ``ci``; planners recompute allocation intervals
+    at any budget from them.
+    """
 
     family: str
     law: str
@@ -107,8 +112,7 @@ class FitRecord:
     diagnostics: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     allocations: pl.DataFrame | None = None
-    samples: np.ndarray | None = None
-    sample_names: tuple[str, ...] = ()
+    samples: Samples | None = None
 
 
 def _json(value: object) -> str:
@@ -180,15 +184,19 @@ def store_fits(con: duckdb.DuckDBPyConnection, records: list[FitRecord]) -> list
                 ]
                 con.executemany("INSERT INTO coefficients VALUES (?, ?, ?, ?, ?, ?, ?, ?)", coefficient_rows)
             if record.allocations is not None and record.allocations.height:
-                frame = record.allocations.with_columns(  # noqa: F841 - read by DuckDB
+                frame = record.allocations.with_columns(
                     pl.lit(fit_id).alias("fit_id"), pl.lit(record.family).alias("family"),
                     pl.lit(record.law).alias("law"), pl.lit(version).alias("version"),
                 )
-                con.execute("INSERT INTO allocations BY NAME SELECT * FROM frame")
+                con.register("new_allocations", frame)  # named on the connection, not found by variable name
+                try:
+                    con.execute("INSERT INTO allocations BY NAME SELECT * FROM new_allocations")
+                finally:
+                    con.unregister("new_allocations")
             if record.samples is not None:
                 con.execute(
                     "INSERT INTO bootstrap_samples VALUES (?, ?, ?)",
-                    [fit_id, list(record.sample_names), np.where(np.isfinite(record.samples), record.samples, np.nan).tolist()],
+                    [fit_id, list(record.samples.names), np.where(np.isfinite(record.samples.values), record.samples.values, np.nan).tolist()],
                 )
             con.execute(
                 "INSERT INTO refits VALUES (?, ?, ?, ?, ?, 'fitted', ?)",

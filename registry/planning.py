@@ -12,13 +12,14 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from laws import allocation
 from laws.catalog import get_law
+from laws.intervals import ALLOCATION_FIELDS, DEFAULT_LEVEL, Samples
 
 _COEFFICIENT_SOURCES = {
     "latest": "SELECT * FROM coefficients_latest",
     "as_of": "SELECT * FROM coefficients_as_of(?::TIMESTAMPTZ)",
 }
+_COEFFICIENT_FILTER = " WHERE (?::VARCHAR IS NULL OR family = ?) AND (?::VARCHAR IS NULL OR law = ?) ORDER BY family, law, name"
 
 
 def coefficient_rows(
@@ -26,16 +27,9 @@ def coefficient_rows(
 ) -> pl.DataFrame:
     """Long table: one row per (family, law, parameter) of the newest published fit (at ``as_of``)."""
     query = _COEFFICIENT_SOURCES["as_of" if as_of is not None else "latest"]
-    params: list = [str(as_of)] if as_of is not None else []
-    where = []
-    if family is not None:
-        where.append("family = ?")
-        params.append(family)
-    if law is not None:
-        where.append("law = ?")
-        params.append(law)
-    query = f"SELECT * FROM ({query})" + (" WHERE " + " AND ".join(where) if where else "")
-    return con.sql(query + " ORDER BY family, law, name", params=params).pl()
+    # the filters are parameters too: a missing family or law matches every row
+    params = ([str(as_of)] if as_of is not None else []) + [family, family, law, law]
+    return con.sql(query + _COEFFICIENT_FILTER, params=params).pl()
 
 
 def coefficients(
@@ -65,12 +59,18 @@ class NoPublishedFit(LookupError):
 
 
 def allocate(
-    con: duckdb.DuckDBPyConnection, family: str, compute: float, inference_tokens: float | None = None, law: str = "chinchilla"
+    con: duckdb.DuckDBPyConnection,
+    family: str,
+    compute: float,
+    inference_tokens: float | None = None,
+    law: str = "chinchilla",
+    level: float = DEFAULT_LEVEL,
 ) -> dict:
     """Compute-optimal N and D for a budget from the latest published fit, with bootstrap intervals.
 
     With ``inference_tokens`` the answer is inference-aware (Sardana et al.): the model reaching the
-    loss this budget buys at the least training-plus-inference cost.
+    loss this budget buys at the least training-plus-inference cost. ``level`` is the coverage of the
+    intervals (the refits' default unless the caller asks for another).
     """
     found = con.sql(
         "SELECT f.fit_id, f.version, s.param_names, s.samples FROM fits_published f "
@@ -79,28 +79,23 @@ def allocate(
     ).fetchall()
     if not found:
         raise NoPublishedFit(f"no published {law} fit for family {family!r}; run 'scalereg refit --family {family}'")
-    if inference_tokens and law != "chinchilla":
-        raise ValueError(f"inference-aware allocation is defined for the chinchilla law, not {law!r}")
+    spec = get_law(law)  # the law says whether it has an (inference-aware) allocation rule
     fit_id, version, names, samples = found[0]
     params = {n: v for n, v in con.execute("SELECT name, value FROM coefficients WHERE fit_id = ?", [fit_id]).fetchall()}
     # the law's own parameters; stored derived values (the exponents a, b of a Chinchilla fit) are left out
-    law_params = {k: params[k] for k in get_law(law).param_names}
-    point = allocation.compute_optimal(law_params, compute, law=law)
+    law_params = {k: params[k] for k in spec.param_names}
+    point = spec.allocate(law_params, compute)
     result = {"family": family, "law": law, "version": version, "compute": float(compute)}
     ci: dict[str, list[float]] = {}
-    draws = {n: np.asarray(samples, float)[:, i : i + 1] for i, n in enumerate(names)} if samples else None
     if inference_tokens:
-        aware = allocation.inference_aware(law_params, point.predicted_loss, inference_tokens)
-        chosen = {k: float(getattr(aware, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")}
+        aware = spec.allocate_inference_aware(law_params, point.predicted_loss, inference_tokens)
+        chosen = {k: float(getattr(aware, k)) for k in ALLOCATION_FIELDS}
         result |= {"inference_tokens": float(inference_tokens), "training_compute": float(aware.compute)}
     else:
-        chosen = {k: float(getattr(point, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")}
-        if draws is not None:
-            spread = allocation.compute_optimal(draws, np.array([compute]), law=law)
-            for key in chosen:
-                values = np.ravel(np.broadcast_to(getattr(spread, key), (len(samples), 1)))
-                lo, hi = np.nanpercentile(values, [2.5, 97.5])
-                ci[key] = [float(lo), float(hi)]
+        chosen = {k: float(getattr(point, k)) for k in ALLOCATION_FIELDS}
+        if samples:
+            spread = Samples(tuple(names), np.asarray(samples, float)).allocation_interval(spec, compute, level)
+            ci = {key: [float(lo), float(hi)] for key, (lo, hi) in spread.items()}
     return result | chosen | {"ci": ci}
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from laws import allocation
 from laws.bootstrap import BootstrapResult, bootstrap
 from laws.catalog import LAWS
+from laws.diagnostics import identifiability
+from laws.errors import FitError
+from laws.extrapolation import extrapolation_error
+from laws.intervals import ALLOCATION_FIELDS
+from laws.law import Law
 from registry.fit_store import (
     FitRecord,
     data_version,
@@ -43,26 +47,72 @@ INFERENCE_BUDGETS = 10.0 ** np.arange(20.0, 26.01, 1.0)
 #: IsoFLOP groups: runs whose compute agrees to three significant digits share a budget.
 MIN_RUNS_PER_BUDGET = 3
 MIN_BUDGETS = 3
+#: What a fit may raise when the runs cannot support it: the laws' FitError, and numpy's
+#: LinAlgError from a least-squares design that is singular (e.g. IsoFLOP minima at one budget).
+#: Anything else is a bug and is not caught.
+FIT_FAILURES = (FitError, np.linalg.LinAlgError)
 
 
-@dataclass
+@dataclass(frozen=True)
+class FitContext:
+    """One family being refitted: what every law's fit needs besides the law itself."""
+
+    family: str
+    data_version: str
+    code_version: str
+    settings: FitSettings
+    runs: pl.DataFrame
+
+    def data(self, law: Law) -> dict[str, np.ndarray]:
+        """The runs as the columns ``law`` takes (budgets and unique tokens only where it needs them)."""
+        runs = self.runs
+        data = {name: runs.get_column(name).to_numpy().astype(float) for name in ("params", "tokens", "loss", "flops")}
+        if "budget" in law.required_columns:
+            data["budget"] = budgets_of(data["flops"])
+        if "unique_tokens" in law.required_columns:
+            data["unique_tokens"] = runs.get_column("unique_tokens").fill_null(runs.get_column("tokens")).to_numpy().astype(float)
+        return data
+
+    def options(self, law: Law) -> dict[str, float]:
+        """Fit options from the settings: the primary law gets the family's Huber threshold and exclusions."""
+        if not law.primary:
+            return {}
+        return {"huber_delta": self.settings.huber_delta, "exclude_top_loss": self.settings.exclude_top_loss}
+
+    def resamples(self, law: Law) -> int:
+        """The primary law gets the full bootstrap; the others a smaller one."""
+        return self.settings.bootstrap_resamples if law.primary else self.settings.other_law_resamples
+
+    def failed(self, law: Law, error: Exception) -> LawFit:
+        """A fit the runs could not support, recorded with every run and the reason."""
+        record = FitRecord(
+            family=self.family, law=law.name, data_version=self.data_version, code_version=self.code_version,
+            run_ids=self.runs.get_column("run_id").to_list(), status="failed", reason=f"{type(error).__name__}: {error}",
+        )
+        return LawFit(law=law, record=record)
+
+
+@dataclass(frozen=True)
 class LawFit:
     """A stored fit plus what the UI needs to draw it (not stored)."""
 
+    law: Law
     record: FitRecord
     boot: BootstrapResult | None = None
-    gates: list[Gate] = field(default_factory=list)
+    gates: tuple[Gate, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class FamilyRefit:
+    """What one refit of a family did: the fits it stored and the laws whose fits were unchanged."""
+
     family: str
     data_version: str
     code_version: str
     n_runs: int
-    fitted: list[LawFit] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    fit_ids: list[str] = field(default_factory=list)
+    fitted: tuple[LawFit, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    fit_ids: tuple[str, ...] = ()
     runs: pl.DataFrame | None = None
 
 
@@ -81,39 +131,41 @@ def isoflop_groups(runs: pl.DataFrame) -> int:
     return int((sizes.get_column("sizes") >= MIN_RUNS_PER_BUDGET).sum())
 
 
-def supported_laws(runs: pl.DataFrame, settings: FitSettings) -> list[str]:
-    """The laws a family's runs can support, primary (Chinchilla) first."""
-    if runs.height < settings.min_runs:
-        return []
-    supported = ["chinchilla"]
-    if isoflop_groups(runs) >= MIN_BUDGETS:
-        supported.append("isoflop")
-    supported.append("kaplan")
+def isoflop_budgets(runs: pl.DataFrame) -> np.ndarray | None:
+    """Each run's IsoFLOP budget where the runs form enough IsoFLOP groups, else None."""
+    return budgets_of(runs.get_column("flops").to_numpy()) if isoflop_groups(runs) >= MIN_BUDGETS else None
+
+
+def informative_columns(runs: pl.DataFrame) -> set[str]:
+    """The columns a family's runs can inform a law with.
+
+    Every run has N, D, loss and compute; budgets count only when the runs form enough IsoFLOP
+    groups, and unique tokens only when some run repeated its data.
+    """
+    columns = {"params", "tokens", "loss", "flops"}
+    if isoflop_budgets(runs) is not None:
+        columns.add("budget")
     unique = runs.get_column("unique_tokens")
     if unique.null_count() < runs.height and (runs.get_column("tokens") > unique).any():
-        supported.append("data_constrained")
-    return supported
+        columns.add("unique_tokens")
+    return columns
 
 
-def _data(runs: pl.DataFrame, law: str) -> dict[str, np.ndarray]:
-    data = {name: runs.get_column(name).to_numpy().astype(float) for name in ("params", "tokens", "loss", "flops")}
-    if law == "isoflop":
-        data["budget"] = budgets_of(data["flops"])
-    if law == "data_constrained":
-        unique = runs.get_column("unique_tokens").fill_null(runs.get_column("tokens")).to_numpy().astype(float)
-        data["unique_tokens"] = unique
-    return data
+def supported_laws(runs: pl.DataFrame, settings: FitSettings) -> list[Law]:
+    """The laws a family's runs can support, in catalogue order (the primary law first)."""
+    if runs.height < settings.min_runs:
+        return []
+    columns = informative_columns(runs)
+    return [law for law in LAWS.values() if law.fitted_per_family and set(law.required_columns) <= columns]
 
 
-def _extrapolation(law: str, data: dict[str, np.ndarray]) -> float | None:
-    from laws.extrapolation import extrapolation_error
-
+def _extrapolation(law: Law, data: dict[str, np.ndarray]) -> float | None:
+    """Mean relative error on the runs above the compute cut-off, or None where it cannot be scored."""
     try:
-        scored = extrapolation_error(law, data)
-    except (ValueError, RuntimeError, np.linalg.LinAlgError):
+        value = extrapolation_error(law, data)["mean_relative_error"]
+    except FIT_FAILURES:
         return None
-    value = scored.get("mean_relative_error") if isinstance(scored, dict) else None
-    return None if value is None or not np.isfinite(value) else float(value)
+    return float(value) if np.isfinite(value) else None
 
 
 def _used_run_ids(runs: pl.DataFrame, used: np.ndarray) -> list[str]:
@@ -126,96 +178,70 @@ def _observations(runs: pl.DataFrame, used: np.ndarray) -> dict:
     return {"fitted_on": "checkpoints" if checkpoint else "final values", "n_observations": int(np.sum(used))}
 
 
-def _allocation_rows(boot: BootstrapResult, params: dict[str, float]) -> pl.DataFrame:
+def _allocation_rows(law: Law, boot: BootstrapResult, params: dict[str, float], level: float) -> pl.DataFrame:
     """Compute-optimal N, D, D/N and loss on the budget grid, each with its bootstrap interval."""
-    point = allocation.compute_optimal(params, BUDGETS, law="chinchilla")
-    spread = allocation.compute_optimal(boot.param_samples(), BUDGETS[None, :], law="chinchilla")
+    point = law.allocate(params, BUDGETS)
+    spread = boot.samples.allocation_interval(law, BUDGETS, level)
     columns: dict[str, object] = {"compute": BUDGETS, "inference_tokens": np.zeros_like(BUDGETS)}
-    for name in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss"):
-        values = np.broadcast_to(getattr(spread, name), (boot.samples.shape[0], BUDGETS.size))
-        lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
+    for name in ALLOCATION_FIELDS:
+        lo, hi = spread[name]
         columns[name], columns[f"{name}_lo"], columns[f"{name}_hi"] = np.asarray(getattr(point, name)), lo, hi
     rows = [pl.DataFrame(columns)]
-    # Inference-aware: the cheapest model over its lifetime reaching the loss a budget buys.
-    targets = allocation.compute_optimal(params, INFERENCE_BUDGETS, law="chinchilla").predicted_loss
-    for tokens in INFERENCE_TOKENS:
-        aware = allocation.inference_aware(params, targets, tokens)
-        rows.append(
-            pl.DataFrame(
-                {
-                    "compute": np.asarray(aware.compute, float),
-                    "inference_tokens": np.full(INFERENCE_BUDGETS.size, tokens),
-                    "n_opt": np.asarray(aware.n_opt, float),
-                    "d_opt": np.asarray(aware.d_opt, float),
-                    "tokens_per_param": np.asarray(aware.tokens_per_param, float),
-                    "predicted_loss": np.asarray(aware.predicted_loss, float),
-                    "target_loss": np.asarray(targets, float),
-                }
+    if law.inference_aware:
+        # The cheapest model over its lifetime reaching the loss a budget buys.
+        targets = law.allocate(params, INFERENCE_BUDGETS).predicted_loss
+        for tokens in INFERENCE_TOKENS:
+            aware = law.allocate_inference_aware(params, targets, tokens)
+            rows.append(
+                pl.DataFrame(
+                    {"inference_tokens": np.full(INFERENCE_BUDGETS.size, tokens), "target_loss": np.asarray(targets, float)}
+                    | {name: np.asarray(getattr(aware, name), float) for name in ("compute", *ALLOCATION_FIELDS)}
+                )
             )
-        )
     return pl.concat(rows, how="diagonal_relaxed")
 
 
-def _fit_chinchilla(runs, family, version, code, settings, isoflop_a) -> LawFit:
-    data = _data(runs, "chinchilla")
-    options = {"huber_delta": settings.huber_delta, "exclude_top_loss": settings.exclude_top_loss}
-    boot = bootstrap(data, "chinchilla", n_resamples=settings.bootstrap_resamples, seed=settings.seed, **options)
-    fit = boot.fit
-    from laws.diagnostics import identifiability
+def _fit_law(context: FitContext, law: Law, reference_exponent: float | None) -> LawFit:
+    """Fit one law with its bootstrap, gate it and make its record.
 
-    ident = identifiability(boot)
-    # (A, alpha) and (B, beta) always move together; only these pairs make a fit unusable for planning
-    flags = {k: bool(ident[k]) for k in ("alpha_beta_confounded", "A_E_confounded", "B_E_confounded") if k in ident}
-    extrapolation = _extrapolation("chinchilla", data)
-    gates = chinchilla_gates(
-        fit.params, boot.ci, fit.converged, float(data["loss"][fit.used].min()), extrapolation, flags,
-        settings.gates, isoflop_a,
-    )
+    The primary law is gated as a planner's law (plausibility, extrapolation, interval width,
+    identifiability, agreement with ``reference_exponent``) and carries its allocation exponents
+    and, once published, its allocation table; other laws must converge to finite parameters.
+    """
+    settings, runs = context.settings, context.runs
+    level = settings.interval_level
+    data = context.data(law)
+    options = context.options(law)
+    boot = bootstrap(law, data, options, n_resamples=context.resamples(law), seed=settings.seed, level=level)
+    fit = boot.fit
+    extrapolation = _extrapolation(law, data) if law.predicts == "loss" else None
+    params, ci = dict(fit.params), dict(boot.ci)
+    diagnostics = {"message": fit.message, **_observations(runs, fit.used)}
+    if law.primary:
+        ident = identifiability(boot)
+        # (A, alpha) and (B, beta) always move together; only these pairs make a fit unusable for planning
+        flags = {k: bool(ident[k]) for k in ("alpha_beta_confounded", "A_E_confounded", "B_E_confounded") if k in ident}
+        gates = chinchilla_gates(
+            fit.params, boot.ci, fit.converged, float(data["loss"][fit.used].min()), extrapolation, flags,
+            settings.gates, reference_exponent,
+        )
+        a, b = law.exponents(fit.params)
+        params |= {"a": float(a), "b": float(b)}
+        ci |= boot.samples.exponent_interval(law, level)
+        diagnostics = {"correlation": boot.correlation, "param_names": list(boot.param_names),
+                       "converged_fraction": boot.converged_fraction, **flags, **diagnostics}
+    else:
+        gates = law_gates(fit.converged, fit.message or "", fit.params, settings.gates)
     status, reason = verdict(gates)
-    a, b = allocation.exponents(fit.params)
-    exponent_ci = boot.exponent_intervals()
     record = FitRecord(
-        family=family, law="chinchilla", data_version=version, code_version=code,
-        run_ids=_used_run_ids(runs, fit.used), status=status, reason=reason,
-        params={**fit.params, "a": float(a), "b": float(b)},
-        ci={**boot.ci, **exponent_ci},
+        family=context.family, law=law.name, data_version=context.data_version, code_version=context.code_version,
+        run_ids=_used_run_ids(runs, fit.used), status=status, reason=reason, params=params, ci=ci,
         objective=fit.objective, rmse_log=fit.rmse_log, extrapolation_error=extrapolation, converged=fit.converged,
-        bootstrap_resamples=settings.bootstrap_resamples, checks=[g.as_dict() for g in gates],
-        diagnostics={"correlation": boot.correlation, "param_names": list(boot.param_names),
-                     "converged_fraction": boot.converged_fraction, **flags, "message": fit.message,
-                     **_observations(runs, fit.used)},
-        options=options, samples=boot.samples, sample_names=tuple(boot.param_names),
+        bootstrap_resamples=boot.n_resamples, checks=[g.as_dict() for g in gates], diagnostics=diagnostics,
+        options=options, samples=boot.samples,
+        allocations=_allocation_rows(law, boot, fit.params, level) if law.primary and status == "published" else None,
     )
-    if status == "published":
-        record.allocations = _allocation_rows(boot, fit.params)
-    return LawFit(record=record, boot=boot, gates=gates)
-
-
-def _fit_other(law: str, runs, family, version, code, settings) -> LawFit:
-    data = _data(runs, law)
-    spec = LAWS[law]
-    boot = bootstrap(data, law, n_resamples=settings.other_law_resamples, seed=settings.seed)
-    fit = boot.fit
-    extrapolation = _extrapolation(law, data) if spec.predicts == "loss" else None
-    gates = law_gates(fit.converged, fit.message or "", fit.params, settings.gates)
-    status, reason = verdict(gates)
-    record = FitRecord(
-        family=family, law=law, data_version=version, code_version=code,
-        run_ids=_used_run_ids(runs, fit.used), status=status, reason=reason,
-        params=dict(fit.params), ci=dict(boot.ci), objective=fit.objective, rmse_log=fit.rmse_log,
-        extrapolation_error=extrapolation, converged=fit.converged, bootstrap_resamples=settings.other_law_resamples,
-        checks=[g.as_dict() for g in gates], diagnostics={"message": fit.message, **_observations(runs, fit.used)}, options={},
-        samples=boot.samples, sample_names=tuple(boot.param_names),
-    )
-    return LawFit(record=record, boot=boot, gates=gates)
-
-
-def _failed(law: str, runs, family, version, code, error: Exception) -> LawFit:
-    record = FitRecord(
-        family=family, law=law, data_version=version, code_version=code, run_ids=runs.get_column("run_id").to_list(),
-        status="failed", reason=f"{type(error).__name__}: {error}",
-    )
-    return LawFit(record=record)
+    return LawFit(law=law, record=record, boot=boot, gates=tuple(gates))
 
 
 def settings_for(family: str, settings: FitSettings) -> FitSettings:
@@ -250,34 +276,34 @@ def refit_family(open_writer: OpenWriter, family: str, settings: FitSettings | N
         runs = family_runs(con, family)
         version = data_version(runs)
         laws = supported_laws(runs, settings)
-        attempts = {law: latest_attempt(con, family, law) for law in laws}
-    result = FamilyRefit(
-        family=family, data_version=version, code_version=code, n_runs=runs.get_column("run_id").n_unique(), runs=runs
-    )
-    to_fit = [law for law in laws if attempts[law] is None or attempts[law][:2] != (version, code)]
-    result.unchanged = [law for law in laws if law not in to_fit]
+        attempts = {law.name: latest_attempt(con, family, law.name) for law in laws}
+    context = FitContext(family=family, data_version=version, code_version=code, settings=settings, runs=runs)
+    to_fit = [law for law in laws if attempts[law.name] is None or attempts[law.name][:2] != (version, code)]
+    unchanged = tuple(law.name for law in laws if law not in to_fit)
 
     started = time.perf_counter()
-    isoflop_a = None
-    ordered = sorted(to_fit, key=lambda law: law != "isoflop")  # Approach 2 first: Approach 3's gate compares with it
-    for law in ordered:
+    reference_exponent = None
+    fitted: list[LawFit] = []
+    # a law that cross-checks the allocation exponent first: the primary law's agreement gate compares with it
+    for law in sorted(to_fit, key=lambda law: not law.cross_checks_exponent):
         try:
-            if law == "chinchilla":
-                fitted = _fit_chinchilla(runs, family, version, code, settings, isoflop_a)
-            else:
-                fitted = _fit_other(law, runs, family, version, code, settings)
-                if law == "isoflop" and fitted.record.status == "published":
-                    isoflop_a = fitted.record.params.get("a")
-        except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as error:
-            fitted = _failed(law, runs, family, version, code, error)
-        result.fitted.append(fitted)
-    result.fitted.sort(key=lambda f: laws.index(f.record.law))
+            done = _fit_law(context, law, reference_exponent)
+        except FIT_FAILURES as error:
+            done = context.failed(law, error)
+        if law.cross_checks_exponent and done.record.status == "published":
+            reference_exponent = float(law.exponents(done.record.params)[0])
+        fitted.append(done)
     seconds = time.perf_counter() - started
-    for fitted in result.fitted:
-        fitted.record.diagnostics["family_refit_seconds"] = seconds
+    fitted = [
+        replace(f, record=replace(f.record, diagnostics={**f.record.diagnostics, "family_refit_seconds": seconds}))
+        for f in sorted(fitted, key=lambda f: laws.index(f.law))
+    ]
 
     with open_writer() as con:
-        result.fit_ids = store_fits(con, [f.record for f in result.fitted]) if result.fitted else []
-        for law in result.unchanged:
-            record_unchanged(con, family, law, version, code)
-    return result
+        fit_ids = store_fits(con, [f.record for f in fitted]) if fitted else []
+        for name in unchanged:
+            record_unchanged(con, family, name, version, code)
+    return FamilyRefit(
+        family=family, data_version=version, code_version=code, n_runs=runs.get_column("run_id").n_unique(),
+        fitted=tuple(fitted), unchanged=unchanged, fit_ids=tuple(fit_ids), runs=runs,
+    )

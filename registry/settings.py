@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from laws.intervals import DEFAULT_LEVEL
 from registry.fit_store import laws_code_version
 
 
@@ -34,6 +35,8 @@ class FitSettings:
     huber_delta: float = 1e-3
     exclude_top_loss: int = 0
     min_runs: int = 8
+    #: coverage of every published interval (coefficients, exponents, allocations)
+    interval_level: float = DEFAULT_LEVEL
     gates: GateSettings = field(default_factory=GateSettings)
 
     def code_version(self) -> str:

@@ -1,7 +1,7 @@
 """Shared data for the laws specification tests.
 
-Published data are read from /work/shared/data (see PROVENANCE.md there);
-synthetic runs are generated from known parameters so that every expected
+Published data are read from the copies shipped in the repository under
+``data/published/`` (see PROVENANCE.md there); synthetic runs are generated from known parameters so that every expected
 value in these tests comes from the truth, never from the code under test.
 """
 
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-DATA = Path(os.environ.get("SCALEREG_SHARED_DATA", "/work/shared/data"))
+DATA = Path(__file__).resolve().parents[2] / "data" / "published"
 CHINCHILLA_CSV = DATA / "chinchilla" / "svg_extracted_data.csv"
 ISOFLOPS_CSV = DATA / "isoflops" / "isoflops.csv"
 

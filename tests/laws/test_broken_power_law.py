@@ -29,7 +29,7 @@ def test_one_break_is_recovered_from_noise_free_series():
 
 def test_zero_breaks_is_a_power_law_with_offset():
     truth = {"a": 1.6, "b": 3e3, "c0": 0.2}
-    fit = bpl.fit(X, bnsl(truth, X, 0), n_breaks=0)
+    fit = bpl.fit(X, bnsl(truth, X, 0), bpl.BrokenPowerLawOptions(n_breaks=0))
     assert set(fit.params) == {"a", "b", "c0"}
     for k, v in truth.items():
         assert fit.params[k] == pytest.approx(v, rel=1e-6)
@@ -37,7 +37,7 @@ def test_zero_breaks_is_a_power_law_with_offset():
 
 def test_two_breaks_are_recovered_when_asked_for():
     truth = {"a": 1.6, "b": 3e3, "c0": 0.2, "c1": 0.3, "c2": -0.2, "d1": 1e19, "d2": 1e21, "f1": 0.5, "f2": 0.3}
-    fit = bpl.fit(X, bnsl(truth, X, 2), n_breaks=2)
+    fit = bpl.fit(X, bnsl(truth, X, 2), bpl.BrokenPowerLawOptions(n_breaks=2))
     for k, v in truth.items():
         assert fit.params[k] == pytest.approx(v, rel=1e-3)
 

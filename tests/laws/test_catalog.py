@@ -1,13 +1,26 @@
-"""The catalogue: every law behind one interface."""
+"""The catalogue: every law behind one interface, its options and its parameters."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from laws.catalog import COLUMNS, LAWS, get_law
+from laws.chinchilla import ChinchillaOptions
+from laws.isoflop import IsoflopOptions
 from laws.types import FitResult
 from laws_truth import HOFFMANN, chinchilla_loss, grid_runs
+
+#: a parameter set of every law (values within each law's natural range)
+PARAMS = {
+    "chinchilla": HOFFMANN,
+    "isoflop": {"a": 0.49, "k_n": 0.08, "b": 0.51, "k_d": 2.1},
+    "kaplan": {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095},
+    "broken_power_law": {"a": 1.6, "b": 3e3, "c0": 0.2, "c1": 0.3, "d1": 1e20, "f1": 0.5},
+    "data_constrained": {**HOFFMANN, "R_D_star": 15.4, "R_N_star": 5.3},
+}
 
 
 def _data():
@@ -34,6 +47,31 @@ def test_each_law_declares_known_columns_and_its_parameters(name):
     assert law.name == name
     assert set(law.required_columns) <= set(COLUMNS)
     assert len(law.param_names) == len(set(law.param_names)) > 0
+    assert law.log_params <= set(law.param_names)
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_to_theta_and_to_natural_round_trip(name):
+    law = LAWS[name]
+    params = PARAMS[name]
+    theta = law.to_theta(params)
+    assert theta.shape == (len(law.param_names),)
+    for i, p in enumerate(law.param_names):  # scales travel as logs, the rest as they are
+        expected = np.log(params[p]) if p in law.log_params else params[p]
+        assert theta[i] == pytest.approx(expected, rel=1e-15)
+    back = law.to_natural(theta)
+    np.testing.assert_allclose(back, [params[p] for p in law.param_names], rtol=1e-14)
+    # a batch of vectors maps row by row
+    np.testing.assert_allclose(law.to_natural(np.stack([theta, theta])), np.stack([back, back]), rtol=0)
+
+
+def test_broken_power_law_parameters_follow_the_number_of_breaks():
+    law = LAWS["broken_power_law"]
+    two = {**PARAMS["broken_power_law"], "c2": -0.2, "d2": 1e21, "f2": 0.3}
+    theta = law.to_theta(two, {"n_breaks": 2})
+    assert theta.size == 9
+    names = law.space({"n_breaks": 2}).names
+    np.testing.assert_allclose(law.to_natural(theta, {"n_breaks": 2}), [two[n] for n in names], rtol=1e-14)
 
 
 @pytest.mark.parametrize("name", ["chinchilla", "kaplan", "broken_power_law"])
@@ -77,3 +115,44 @@ def test_missing_column_is_named_in_the_error():
 def test_unknown_law_lists_the_known_ones():
     with pytest.raises(ValueError, match="chinchilla"):
         get_law("hoffmann")
+
+
+def test_get_law_returns_a_law_given_as_is():
+    assert get_law(LAWS["kaplan"]) is LAWS["kaplan"]
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_an_unknown_option_is_an_error_naming_it_and_the_allowed_ones(name):
+    law = LAWS[name]
+    with pytest.raises(ValueError) as err:
+        law.fit(_data(), {"exclude_top_loss": 0, "grid": 10})
+    message = str(err.value)
+    assert "unknown option 'grid'" in message and repr(name) in message
+    assert "exclude_top_loss" in message  # the allowed keys are listed
+
+
+def test_approach_2_refuses_a_huber_threshold_it_would_not_use():
+    with pytest.raises(ValueError, match="unknown option 'huber_delta'"):
+        LAWS["isoflop"].options({"huber_delta": 1e-3})
+
+
+def test_options_from_a_mapping_equal_the_record():
+    opts = LAWS["chinchilla"].options({"huber_delta": 1e-2, "exclude_top_loss": 5})
+    assert isinstance(opts, ChinchillaOptions)
+    assert (opts.huber_delta, opts.exclude_top_loss, opts.grid_size) == (1e-2, 5, 64)
+
+
+def test_another_laws_options_record_is_refused():
+    with pytest.raises(TypeError, match="IsoflopOptions"):
+        LAWS["chinchilla"].options(IsoflopOptions())
+
+
+def test_options_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ChinchillaOptions().huber_delta = 1.0  # type: ignore[misc]
+
+
+def test_refit_roles_are_attributes_of_the_laws():
+    assert [n for n, law in LAWS.items() if law.primary] == ["chinchilla"]
+    assert [n for n, law in LAWS.items() if law.cross_checks_exponent] == ["isoflop"]
+    assert [n for n, law in LAWS.items() if not law.fitted_per_family] == ["broken_power_law"]

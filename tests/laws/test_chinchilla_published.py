@@ -15,6 +15,7 @@ import pytest
 
 from laws import chinchilla
 from laws.bootstrap import bootstrap
+from laws.chinchilla import ChinchillaOptions
 
 REFERENCE_OBJECTIVE = 1.01827e-3  # printed to 6 significant figures
 REFERENCE = {"E": 1.8172, "A": 477.8, "B": 2142.9, "alpha": 0.3473, "beta": 0.3672}
@@ -25,12 +26,12 @@ BESIROGLU_CI = {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.
 @pytest.fixture(scope="module")
 def fit(chinchilla_runs):
     r = chinchilla_runs
-    return chinchilla.fit(r["params"], r["tokens"], r["loss"], exclude_top_loss=5, huber_delta=1e-3)
+    return chinchilla.fit(r["params"], r["tokens"], r["loss"], ChinchillaOptions(exclude_top_loss=5, huber_delta=1e-3))
 
 
 @pytest.fixture(scope="module")
 def boot(chinchilla_runs):
-    return bootstrap(chinchilla_runs, n_resamples=1000, seed=0, exclude_top_loss=5)
+    return bootstrap("chinchilla", chinchilla_runs, {"exclude_top_loss": 5}, n_resamples=1000, seed=0)
 
 
 def test_excluding_the_five_highest_losses_leaves_240_runs(fit, chinchilla_runs):
@@ -83,5 +84,5 @@ def test_bootstrap_interval_matches_besiroglu_published_interval(boot, name):
 
 def test_bootstrap_allocation_exponent_interval_contains_one_half(boot):
     # Besiroglu et al.: the refit's a is consistent with Approaches 1 and 2 (~0.5)
-    lo, hi = boot.exponent_intervals()["a"]
+    lo, hi = boot.samples.exponent_interval(boot.law, 0.95)["a"]
     assert lo < 0.5 < hi

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws import allocation, data_constrained
+from laws import data_constrained
+from laws.errors import FitError
 
 #: Muennighoff et al.'s C4 fit as given in their README (log A, log B, log E)
 C4 = {
@@ -50,7 +51,7 @@ def test_repeated_tokens_are_worth_less_than_fresh_ones():
 def test_readme_optimal_allocation_under_a_data_constraint():
     # README grid search: 8.67e9 params x 178e9 tokens with 25e9 unique tokens is
     # better spent as ~6.8B parameters on ~227B tokens (9.1 epochs)
-    a = allocation.compute_optimal(C4, 6 * 8.67e9 * 178e9, unique_tokens=25e9)
+    a = data_constrained.DATA_CONSTRAINED.allocate(C4, 6 * 8.67e9 * 178e9, unique_tokens=25e9)
     assert a.n_opt == pytest.approx(6.8e9, rel=0.01)
     assert a.d_opt == pytest.approx(227e9, rel=0.01)
 
@@ -80,3 +81,17 @@ def test_without_repeated_runs_r_star_is_held_and_said_so():
     fit = data_constrained.fit(N[single], D[single], U[single], L)
     assert fit.params["R_D_star"] == pytest.approx(data_constrained.PUBLISHED_R_STAR["R_D_star"])
     assert "R_D_star not identifiable" in fit.message
+
+
+def test_too_few_single_epoch_runs_is_a_fit_error():
+    N, D, U = _design()
+    L = data_constrained.predict(C4, N, D, U)
+    keep = D > U  # every repeated-data run, and only four single-epoch ones
+    keep[np.flatnonzero(D == U)[:4]] = True
+    with pytest.raises(FitError, match="at least 5 single-epoch runs"):
+        data_constrained.fit(N[keep], D[keep], U[keep], L[keep])
+
+
+def test_an_allocation_under_a_data_limit_takes_one_limit_per_call():
+    with pytest.raises(ValueError, match="scalar"):
+        data_constrained.DATA_CONSTRAINED.allocate(C4, 1e22, unique_tokens=np.array([1e9, 1e10]))

@@ -13,7 +13,7 @@ from laws_truth import HOFFMANN, chinchilla_loss, grid_runs
 def _boot(N, D, seed=0):
     rng = np.random.default_rng(seed)
     L = chinchilla_loss(HOFFMANN, N, D) * np.exp(rng.normal(0, 0.01, N.size))
-    return bootstrap({"params": N, "tokens": D, "loss": L}, n_resamples=200, seed=1)
+    return bootstrap("chinchilla", {"params": N, "tokens": D, "loss": L}, n_resamples=200, seed=1)
 
 
 def _diagnose(N, D, seed=0):

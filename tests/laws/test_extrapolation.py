@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from laws.errors import FitError
 from laws.extrapolation import extrapolation_error
 from laws_truth import HOFFMANN, chinchilla_loss, grid_runs
 
@@ -53,7 +54,7 @@ def test_relative_errors_are_measured_against_observed_loss():
 
 
 def test_no_run_above_the_cutoff_is_an_error():
-    with pytest.raises(ValueError, match="cut-off"):
+    with pytest.raises(FitError, match="cut-off"):
         extrapolation_error("chinchilla", _data(), compute_cutoff=1e40)
 
 

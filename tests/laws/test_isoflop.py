@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from laws import chinchilla, isoflop
+from laws.errors import FitError
 from laws_truth import chinchilla_loss
 
 BUDGETS = np.geomspace(1e18, 1e22, 9)
@@ -88,5 +89,5 @@ def test_a_single_budget_is_rejected():
     truth = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.3, "beta": 0.3}
     N, D, L, C = _isoflop_runs(truth, _twenty_tokens_per_param)
     one = C == C.min()
-    with pytest.raises(ValueError, match="at least 2 budgets"):
+    with pytest.raises(FitError, match="at least 2 budgets"):
         isoflop.fit(N[one], D[one], L[one], C[one])

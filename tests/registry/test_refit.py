@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timezone
 from functools import partial
 
+import numpy as np
+import polars as pl
 import pytest
 
 from registry.db import writer
@@ -14,7 +16,8 @@ from registry.exports import write_exports
 from registry.gates import GateSettings
 from registry.ingest import ingest_path
 from registry.planning import allocate, coefficients
-from registry.refit import BUDGETS, INFERENCE_BUDGETS, INFERENCE_TOKENS, FitSettings, refit_family
+from registry.refit import BUDGETS, INFERENCE_BUDGETS, INFERENCE_TOKENS, refit_family
+from registry.settings import FitSettings
 from tests.conftest import rows
 from tests.synthetic import HOFFMANN, chinchilla_runs, write_runs
 
@@ -49,7 +52,7 @@ def test_refitting_unchanged_runs_records_unchanged_and_adds_no_version(home, tm
     first = refit(home)
     second = refit(home)
     assert [f.record.law for f in first.fitted] == ["chinchilla", "kaplan"]
-    assert second.fitted == [] and second.unchanged == ["chinchilla", "kaplan"]
+    assert second.fitted == () and second.unchanged == ("chinchilla", "kaplan")
     with writer(home.registry) as con:
         assert rows(con, "SELECT max(version), count(*) FROM fits WHERE law = 'chinchilla'") == [(1, 1)]
         assert rows(con, "SELECT outcome, count(*) FROM refits GROUP BY 1 ORDER BY 1") == [("fitted", 2), ("unchanged", 2)]
@@ -155,3 +158,32 @@ def test_allocate_from_a_kaplan_fit_spends_the_budget(home, tmp_path):
         with pytest.raises(ValueError, match="chinchilla"):
             allocate(con, "synthetic", 1e23, inference_tokens=1e12, law="kaplan")
     assert answer["law"] == "kaplan" and answer["n_opt"] * answer["d_opt"] * 6 == pytest.approx(1e23, rel=1e-6)
+
+
+def test_every_published_interval_has_the_coverage_the_settings_ask_for(home, tmp_path):
+    ingest_synthetic(home, tmp_path)
+    refit(home, FitSettings(bootstrap_resamples=200, other_law_resamples=20, interval_level=0.8))
+    with writer(home.registry) as con:
+        ((names, samples),) = rows(
+            con, "SELECT s.param_names, s.samples FROM bootstrap_samples s JOIN fits_published f USING (fit_id) WHERE f.law = 'chinchilla'"
+        )
+        (fit,) = coefficients(con, "synthetic", "chinchilla")
+        (row,) = rows(con, "SELECT n_opt_lo, n_opt_hi FROM allocations_latest WHERE inference_tokens = 0 AND compute = 1e24")
+    draws = dict(zip(names, np.asarray(samples).T))
+    # the 10th and 90th percentiles of the draws, and of each draw's closed-form N_opt (Hoffmann et al. D.2)
+    assert fit["ci"]["alpha"] == pytest.approx(list(np.percentile(draws["alpha"], [10, 90])), rel=1e-12)
+    al, be, A, B = draws["alpha"], draws["beta"], draws["A"], draws["B"]
+    n_opt = (al * A / (be * B)) ** (1 / (al + be)) * (1e24 / 6) ** (be / (al + be))
+    assert row == pytest.approx(tuple(np.percentile(n_opt, [10, 90])), rel=1e-9)
+
+
+def test_a_law_the_runs_cannot_support_is_recorded_as_failed_and_the_others_publish(home, tmp_path):
+    # every run saw its data twice: the data-constrained law has no single-epoch runs to anchor it
+    runs = chinchilla_runs("synthetic").with_columns(unique_tokens=pl.col("tokens") / 2)
+    with writer(home.registry) as con:
+        ingest_path(con, home, write_runs(tmp_path / "repeated.csv", runs))
+    result = refit(home)
+    status = {f.record.law: (f.record.status, f.record.reason) for f in result.fitted}
+    assert status["chinchilla"][0] == "published" and status["kaplan"][0] == "published"
+    assert status["data_constrained"][0] == "failed"
+    assert status["data_constrained"][1].startswith("FitError: the data-constrained law needs at least 5 single-epoch runs")
