@@ -72,13 +72,13 @@ def _number(text: str, name: str) -> float:
 def allocate_command(
     compute: Annotated[str, typer.Option(help="training FLOPs, e.g. 1e24")],
     family: Annotated[Optional[str], typer.Option(help="use this family's latest published fit")] = None,
-    params: Annotated[Optional[str], typer.Option(help='Chinchilla parameters as JSON: {"E":..,"A":..,"B":..,"alpha":..,"beta":..}')] = None,
+    params: Annotated[Optional[str], typer.Option(help='the law\'s parameters as JSON, e.g. {"E":..,"A":..,"B":..,"alpha":..,"beta":..}')] = None,
     inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="tokens the model will serve")] = None,
     law: Annotated[str, typer.Option(help="the law whose fit to use")] = "chinchilla",
     fmt: FormatOption = "table",
 ) -> None:
     """Compute-optimal N and D for a FLOP budget (inference-aware with --inference-tokens)."""
-    from laws import allocation
+    from laws.catalog import get_law
 
     check_format(fmt)
     budget = _number(compute, "--compute")
@@ -87,13 +87,21 @@ def allocate_command(
         fail("give either --family F (a registry fit) or --params JSON (your own coefficients)")
     if params is not None:
         try:
+            spec = get_law(law)
+        except ValueError as problem:
+            fail(str(problem))
+        try:
             given = json.loads(params)
-            law_params = {k: float(given[k]) for k in ("E", "A", "B", "alpha", "beta")}
+            law_params = {k: float(given[k]) for k in spec.param_names}
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            fail('--params must be JSON with numbers E, A, B, alpha, beta, e.g. {"E":1.69,"A":406.4,"B":410.7,"alpha":0.34,"beta":0.28}')
-        point = allocation.compute_optimal(law_params, budget, law="chinchilla")
-        chosen = allocation.inference_aware(law_params, point.predicted_loss, serve) if serve else point
-        answer = {"law": "chinchilla", "compute": budget} | {
+            fail(f"--params must be JSON with numbers {', '.join(spec.param_names)} (the {spec.name} law), "
+                 'e.g. {"E":1.69,"A":406.4,"B":410.7,"alpha":0.34,"beta":0.28} for chinchilla')
+        try:
+            point = spec.allocate(law_params, budget)
+            chosen = spec.allocate_inference_aware(law_params, point.predicted_loss, serve) if serve else point
+        except ValueError as problem:
+            fail(str(problem))
+        answer = {"law": spec.name, "compute": budget} | {
             k: float(getattr(chosen, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")
         } | ({"inference_tokens": serve, "training_compute": float(chosen.compute)} if serve else {}) | {"ci": {}}
     else:
@@ -140,23 +148,26 @@ def history_command(
 
 
 def fit_command(
-    path: Annotated[Path, typer.Argument(help="CSV or Parquet with params, tokens (or Training FLOP), loss")],
+    path: Annotated[Path, typer.Argument(help="CSV, Parquet or JSONL of runs: params, tokens (or flops), loss")],
     law: Annotated[str, typer.Option(help="the law to fit")] = "chinchilla",
-    huber_delta: Annotated[float, typer.Option("--huber-delta")] = 1e-3,
+    mapping: Annotated[Optional[Path], typer.Option(help="TOML mapping of the file's columns, as for ingest")] = None,
+    huber_delta: Annotated[Optional[float], typer.Option("--huber-delta", help="Huber threshold (default 1e-3)")] = None,
     exclude_top_loss: Annotated[int, typer.Option("--exclude-top-loss")] = 0,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples (0: none)")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     fmt: FormatOption = "table",
 ) -> None:
     """Fit a law to a file of runs without touching any registry."""
+    from laws.errors import FitError
     from registry.fit_file import fit_file
 
     check_format(fmt)
     if not path.exists():
         fail(f"{path}: no such file")
+    options = {"exclude_top_loss": exclude_top_loss} | ({"huber_delta": huber_delta} if huber_delta is not None else {})
     try:
-        result = fit_file(path, law=law, huber_delta=huber_delta, exclude_top_loss=exclude_top_loss, bootstrap=bootstrap, seed=seed)
-    except ValueError as problem:
+        result = fit_file(path, law, mapping=mapping, options=options, bootstrap=bootstrap, seed=seed)
+    except (ValueError, FitError) as problem:
         fail(str(problem))
     if fmt == "json":
         typer.echo(to_json(result))
