@@ -1,97 +1,21 @@
-"""Per-family fits, and the latest coefficient and allocation tables built from them."""
+"""Per-family fits, the latest coefficient and allocation tables built from them, and the exports."""
 
 import dagster as dg
 
+from pipelines.defs import fit_metadata
+from pipelines.defs.fit_config import RefitConfig, fit_settings
+from pipelines.defs.fit_metadata import FITS_KEY
 from pipelines.defs.ingest_assets import REGISTRY_POOL
 from pipelines.defs.resources import RegistryResource
+from pipelines.defs.tables import table
 from registry.exports import write_exports
-from registry.gates import GateSettings
 from registry.planning import allocations_latest, coefficient_rows
-from registry.refit import FamilyRefit, FitSettings, budgets_of, isoflop_groups, refit_family
+from registry.refit import refit_family
 
 FAMILIES = dg.DynamicPartitionsDefinition(name="family")
 FIT_GROUP = "fits"
-GATES = {
-    "converged": "the optimiser met its tolerance",
-    "plausible": "0 < alpha, beta < 2 and 0 < E < the smallest observed loss",
-    "extrapolation": "loss on the runs above a compute cut-off is predicted within the threshold by a fit on those below",
-    "interval_width": "95% bootstrap intervals of alpha and beta are narrow enough to plan with",
-    "identifiability": "alpha and beta (and A and E) can be told apart on these runs",
-    "approaches_agree": "Approach 2 and Approach 3 agree on the allocation exponent a, where both apply",
-}
-BLOCKING = {"converged", "plausible", "extrapolation", "interval_width"}
-
-
-class RefitConfig(dg.Config):
-    """Settings of a refit; changing any of them changes the code version, so families are refit."""
-
-    bootstrap_resamples: int = 1000
-    other_law_resamples: int = 200
-    exclude_top_loss: int = 0
-    max_extrapolation_error: float = 0.05
-    max_relative_interval_width: float = 1.0
-    max_exponent_disagreement: float = 0.1
-
-    def settings(self) -> FitSettings:
-        return FitSettings(
-            bootstrap_resamples=self.bootstrap_resamples,
-            other_law_resamples=self.other_law_resamples,
-            exclude_top_loss=self.exclude_top_loss,
-            gates=GateSettings(
-                max_extrapolation_error=self.max_extrapolation_error,
-                max_relative_interval_width=self.max_relative_interval_width,
-                max_exponent_disagreement=self.max_exponent_disagreement,
-            ),
-        )
-
-
-FITS_KEY = dg.AssetKey("fits")
-
-
-def _coefficient_table(refit: FamilyRefit) -> str:
-    lines = ["| law | version | status | parameter | value | 95% interval |", "|---|---|---|---|---:|---|"]
-    for fitted, fit_id in zip(refit.fitted, refit.fit_ids):
-        record = fitted.record
-        for name, value in record.params.items():
-            lo, hi = record.ci.get(name, (float("nan"), float("nan")))
-            lines.append(f"| {record.law} | {fit_id.rsplit('/', 1)[-1]} | {record.status} | {name} | {value:.5g} | [{lo:.5g}, {hi:.5g}] |")
-        if record.status != "published":
-            lines.append(f"| {record.law} | | {record.status} | reason | {record.reason} | |")
-    return "\n".join(lines)
-
-
-def _plot(refit: FamilyRefit) -> str | None:
-    from registry.plots import fit_png, markdown_image
-
-    chinchilla = next((f for f in refit.fitted if f.record.law == "chinchilla" and f.record.params), None)
-    if chinchilla is None or refit.runs is None:
-        return None
-    budgets = budgets_of(refit.runs.get_column("flops").to_numpy()) if isoflop_groups(refit.runs) >= 3 else None
-    png = fit_png(refit.family, refit.runs, chinchilla.record.params, chinchilla.boot, budgets)
-    return markdown_image(png, f"{refit.family} fit")
-
-
-def _check_results(refits: list[FamilyRefit]) -> list[dg.AssetCheckResult]:
-    results = []
-    for name, description in GATES.items():
-        outcomes = {
-            r.family: g for r in refits for f in r.fitted if f.record.law == "chinchilla" for g in f.gates if g.name == name
-        }
-        passed = all(g.passed for g in outcomes.values())
-        results.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                asset_key=FITS_KEY,
-                passed=passed,
-                severity=dg.AssetCheckSeverity.ERROR if name in BLOCKING else dg.AssetCheckSeverity.WARN,
-                description=description,
-                metadata={
-                    "families": dg.MetadataValue.json({f: {"passed": g.passed, "detail": g.detail} for f, g in outcomes.items()}),
-                    "applies": bool(outcomes),
-                },
-            )
-        )
-    return results
+#: The published tables and the exports follow every new fit (the automation sensor evaluates this).
+PUBLISH = dg.AutomationCondition.eager()
 
 
 @dg.asset(
@@ -102,7 +26,7 @@ def _check_results(refits: list[FamilyRefit]) -> list[dg.AssetCheckResult]:
     pool=REGISTRY_POOL,
     kinds={"duckdb", "scipy"},
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[dg.AssetCheckSpec(name, asset=FITS_KEY, description=text) for name, text in GATES.items()],
+    check_specs=fit_metadata.check_specs(),
 )
 def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: RegistryResource) -> dg.MaterializeResult:
     """Scaling laws fitted to one family's runs: Chinchilla Approach 3 with a bootstrap, Approach 2 where
@@ -112,31 +36,28 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     runs and code are unchanged is recorded as unchanged instead. A fit that fails a blocking check
     is held, and the previously published version stays the one planners read.
     """
-    settings = config.settings()
+    settings = fit_settings(config)
     refits = []
     for family in context.partition_keys:
         refit = refit_family(registry.writer, family, settings)
-        context.log.info(
-            f"{family}: fitted {[f.record.law + ':' + f.record.status for f in refit.fitted]}, unchanged {refit.unchanged}"
-        )
+        unchanged = ", ".join(refit.unchanged) or "none"
+        context.log.info(f"{family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
         refits.append(refit)
-    with registry.writer() as con:
-        write_exports(con, registry.paths)
-
     metadata: dict = {
         "families": ", ".join(r.family for r in refits),
         "fitted": ", ".join(fit_id for r in refits for fit_id in r.fit_ids) or "nothing new",
         "unchanged": ", ".join(f"{r.family}/{law}" for r in refits for law in r.unchanged) or "none",
     }
     if len(refits) == 1:
-        refit = refits[0]
+        (refit,) = refits
         metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
         if refit.fitted:
-            metadata["coefficients"] = dg.MetadataValue.md(_coefficient_table(refit))
-            plot = _plot(refit)
-            if plot:
+            metadata["coefficients"] = fit_metadata.coefficient_table(refit)
+            if reasons := fit_metadata.reasons(refit):
+                metadata["not published"] = reasons
+            if plot := fit_metadata.plot(refit):
                 metadata["plot"] = dg.MetadataValue.md(plot)
-    return dg.MaterializeResult(metadata=metadata, check_results=_check_results(refits))
+    return dg.MaterializeResult(metadata=metadata, check_results=fit_metadata.check_results(refits, settings.gates))
 
 
 @dg.asset(
@@ -144,8 +65,8 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     deps=[FITS_KEY],
     group_name=FIT_GROUP,
     pool=REGISTRY_POOL,
-    kinds={"duckdb", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
+    kinds={"duckdb"},
+    automation_condition=PUBLISH,
 )
 def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
     """The newest published coefficients per family and law, with 95% bootstrap intervals.
@@ -155,18 +76,11 @@ def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
     """
     with registry.writer() as con:
         rows = coefficient_rows(con)
-        write_exports(con, registry.paths)
-    table = "| family | law | version | parameter | value | 95% interval |\n|---|---|---:|---|---:|---|\n" + "\n".join(
-        f"| {r['family']} | {r['law']} | {r['version']} | {r['name']} | {r['value']:.5g} | "
-        f"[{r['ci_lo'] if r['ci_lo'] is None else format(r['ci_lo'], '.5g')}, {r['ci_hi'] if r['ci_hi'] is None else format(r['ci_hi'], '.5g')}] |"
-        for r in rows.iter_rows(named=True)
-    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows.height,
-            "families": rows.get_column("family").n_unique() if rows.height else 0,
-            "latest": dg.MetadataValue.md(table),
-            "exports": str(registry.paths.exports),
+            "families": rows.get_column("family").n_unique(),
+            "latest": table(rows.select("family", "law", "version", "name", "value", "ci_lo", "ci_hi")),
         }
     )
 
@@ -176,8 +90,8 @@ def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
     deps=[FITS_KEY],
     group_name=FIT_GROUP,
     pool=REGISTRY_POOL,
-    kinds={"duckdb", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
+    kinds={"duckdb"},
+    automation_condition=PUBLISH,
 )
 def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     """Compute-optimal N, D, tokens per parameter and predicted loss for budgets from 1e18 to 1e27 FLOPs
@@ -185,12 +99,36 @@ def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     inference-aware rows for 1e9 to 1e13 inference tokens."""
     with registry.writer() as con:
         frame = allocations_latest(con)
-    at_1e24 = frame.filter((frame["compute"] == 1e24) & (frame["inference_tokens"] == 0)) if frame.height else frame
-    table = "| family | N_opt | D_opt | D/N | loss |\n|---|---:|---:|---:|---:|\n" + "\n".join(
-        f"| {r['family']} | {r['n_opt']:.3g} | {r['d_opt']:.3g} | {r['tokens_per_param']:.1f} | {r['predicted_loss']:.3f} |"
-        for r in at_1e24.iter_rows(named=True)
+    at_1e24 = frame.filter((frame["compute"] == 1e24) & (frame["inference_tokens"] == 0))
+    columns = ("family", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "predicted_loss")
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select(columns))}
     )
-    return dg.MaterializeResult(metadata={"dagster/row_count": frame.height, "at_1e24_flops": dg.MetadataValue.md(table)})
+
+
+@dg.asset(
+    key="exports",
+    deps=["coefficients", "allocations"],
+    group_name=FIT_GROUP,
+    pool=REGISTRY_POOL,
+    kinds={"parquet", "csv", "json"},
+    automation_condition=PUBLISH,
+)
+def exports(registry: RegistryResource) -> dg.MaterializeResult:
+    """Files for planning tools that do not open DuckDB: `exports/coefficients.*` and `exports/allocations.*`
+    (Parquet, CSV, JSON), each replaced atomically, plus a dated copy under `exports/versions/`.
+
+    Rewritten only when the published tables changed, so a refit that found nothing new adds no copy.
+    """
+    with registry.writer() as con:
+        written = write_exports(con, registry.paths)
+    return dg.MaterializeResult(
+        metadata={
+            "folder": dg.MetadataValue.path(str(registry.paths.exports)),
+            "written": "\n".join(path.name for path in written) or "nothing: the exports already hold the published tables",
+            "files_written": len(written),
+        }
+    )
 
 
 refit_job = dg.define_asset_job(
@@ -199,10 +137,20 @@ refit_job = dg.define_asset_job(
     description="Refit the selected families (only laws whose data or code changed get a new version).",
 )
 publish_job = dg.define_asset_job(
-    "publish", selection=dg.AssetSelection.assets("coefficients", "allocations"),
-    description="Refresh the latest coefficient and allocation tables and the exports.",
+    "publish",
+    selection=dg.AssetSelection.assets(coefficients, allocations, exports),
+    description="Refresh the latest coefficient and allocation tables, then the exports.",
+)
+#: Evaluates ``PUBLISH``: without it running, a sensor-driven refit would leave the tables and exports stale.
+publish_automation = dg.AutomationConditionSensorDefinition(
+    "publish_automation",
+    target=dg.AssetSelection.assets(coefficients, allocations, exports),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
 )
 
 
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=[fits, coefficients, allocations], jobs=[refit_job, publish_job])
+    return dg.Definitions(
+        assets=[fits, coefficients, allocations, exports], jobs=[refit_job, publish_job], sensors=[publish_automation]
+    )

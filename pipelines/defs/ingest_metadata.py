@@ -2,7 +2,9 @@
 
 
 import dagster as dg
+import polars as pl
 
+from pipelines.defs.tables import table
 from registry.ingest import IngestReport
 
 #: A source with more rejected rows than this share fails the (non-blocking) rejects check.
@@ -48,8 +50,11 @@ def materialize_result(asset_key: dg.AssetKey, reports: list[IngestReport]) -> d
     rejected = sum(r.rows_rejected for r in reports)
     shares = {r.name: (r.rows_rejected / r.rows_read if r.rows_read else 0.0) for r in reports}
     failed = [r for r in reports if r.status == "failed"]
-    table = "| source | status | read | accepted | rejected | runs added |\n|---|---|---:|---:|---:|---:|\n" + "\n".join(
-        f"| {r.name} | {r.status} | {r.rows_read} | {r.rows_accepted} | {r.rows_rejected} | {r.runs_added} |" for r in reports
+    sources = pl.DataFrame(
+        [{"source": r.name, "status": r.status, "read": r.rows_read, "accepted": r.rows_accepted,
+          "rejected": r.rows_rejected, "runs_added": r.runs_added} for r in reports],
+        schema={"source": pl.String, "status": pl.String, "read": pl.Int64, "accepted": pl.Int64,
+                "rejected": pl.Int64, "runs_added": pl.Int64},
     )
     return dg.MaterializeResult(
         asset_key=asset_key,
@@ -59,7 +64,7 @@ def materialize_result(asset_key: dg.AssetKey, reports: list[IngestReport]) -> d
             "rows_rejected": rejected,
             "runs_added": sum(r.runs_added for r in reports),
             "families": ", ".join(sorted({f for r in reports for f in r.families})) or "(none new)",
-            "sources": dg.MetadataValue.md(table),
+            "sources": table(sources),
             "errors": "\n".join(f"{r.name}: {r.error}" for r in failed) or "none",
             "dagster/column_schema": RUNS_COLUMN_SCHEMA,
         },

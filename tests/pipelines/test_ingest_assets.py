@@ -39,6 +39,9 @@ def test_materialisation_metadata_shows_counts_and_column_schema(home):
     metadata = event.materialization.metadata
     assert metadata["rows_read"].value == 245 and metadata["rows_rejected"].value == 0
     assert "params" in {c.name for c in metadata["dagster/column_schema"].schema.columns}
+    (source,) = metadata["sources"].records
+    assert (source.data["read"], source.data["accepted"], source.data["rejected"]) == (245, 245, 0)
+    assert {c.name: c.type for c in metadata["sources"].schema.columns}["read"] == "int"
 
 
 def test_running_the_published_job_twice_changes_nothing(home):

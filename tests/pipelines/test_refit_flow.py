@@ -96,18 +96,89 @@ def test_the_nightly_schedule_requests_every_family_in_one_run_and_adds_no_versi
     assert outcomes == [("fitted", 3), ("unchanged", 3)]
 
 
-def test_a_fit_materialisation_shows_coefficients_plot_and_check_results(home, tmp_path):
+def ingest(home, tmp_path, frame):
     from registry.db import writer
     from registry.ingest import ingest_path
 
     with writer(home.registry) as con:
-        ingest_path(con, home, write_runs(tmp_path / "a.csv", chinchilla_runs("family-a")))
-    (result, _) = refit(home, ["family-a"], run_config=FAST)
+        ingest_path(con, home, write_runs(tmp_path / f"{frame['run_name'][0]}.csv", frame))
+
+
+def fit_event(result: dg.ExecuteInProcessResult):
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"]
-    metadata = event.materialization.metadata
-    assert "| chinchilla | v1 | published | alpha |" in metadata["coefficients"].value
+    return event.materialization.metadata
+
+
+def test_a_fit_materialisation_shows_coefficients_as_a_table_the_plot_and_check_results(home, tmp_path):
+    ingest(home, tmp_path, chinchilla_runs("family-a"))
+    (result, published) = refit(home, ["family-a"], run_config=FAST)
+    metadata = fit_event(result)
+    rows = {(r.data["law"], r.data["parameter"]): r.data for r in metadata["coefficients"].records}
+    alpha = rows[("chinchilla", "alpha")]
+    assert alpha["version"] == "v1" and alpha["status"] == "published"
+    # the runs come from Hoffmann et al.'s surface (alpha = 0.34): the table shows the fit and its interval
+    assert alpha["ci_lo"] < 0.34 < alpha["ci_hi"] and abs(alpha["value"] - 0.34) < 0.05
+    assert {c.name for c in metadata["coefficients"].schema.columns} >= {"law", "parameter", "value", "ci_lo", "ci_hi"}
     assert metadata["plot"].value.startswith("![family-a fit](data:image/png;base64,")
     assert metadata["n_runs"].value == 30
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree"}
-    assert checks["converged"] and checks["plausible"]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {
+        "converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree", "finite_parameters",
+    }
+    assert checks["converged"].passed and checks["plausible"].passed
+    fits_of_converged = {r.data["fit"] for r in checks["converged"].metadata["fits"].records}
+    assert fits_of_converged == {"family-a/chinchilla", "family-a/kaplan"}
+    assert {e.asset_key.to_user_string() for e in published.get_asset_materialization_events()} == {
+        "coefficients", "allocations", "exports",
+    }
+
+
+def test_the_checks_of_gates_that_hold_a_fit_are_blocking_and_the_others_are_not():
+    from pipelines.defs.fit_assets import fits
+
+    specs = {spec.name: spec.blocking for spec in fits.check_specs}
+    # the README's blocking checks: converged, plausible, extrapolation, interval width (and finite parameters)
+    assert {name for name, blocking in specs.items() if blocking} == {
+        "converged", "plausible", "extrapolation", "interval_width", "finite_parameters",
+    }
+    assert {name for name, blocking in specs.items() if not blocking} == {"identifiability", "approaches_agree"}
+
+
+def test_a_held_fit_fails_its_blocking_check_and_the_published_version_stays(home, tmp_path):
+    from pipelines.definitions import build_defs
+
+    ingest(home, tmp_path, chinchilla_runs("family-a"))
+    refit(home, ["family-a"], run_config=FAST)
+    # stricter gates are new settings, hence a new code version: the family is refit and now held
+    strict = {"ops": {"fits": {"config": {**FAST["ops"]["fits"]["config"], "gates": {"max_extrapolation_error": 1e-9}}}}}
+    with home_instance(home) as instance:
+        job = build_defs(home).resolve_job_def("refit")
+        result = job.execute_in_process(run_config=strict, instance=instance, partition_key="family-a", raise_on_error=False)
+
+    assert not result.success  # Dagster's own blocking: nothing downstream may run on a held fit
+    (extrapolation,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "extrapolation"]
+    assert not extrapolation.passed and extrapolation.severity == dg.AssetCheckSeverity.ERROR and extrapolation.blocking
+    assert "family-a/chinchilla" in extrapolation.description
+    held = {r.data["law"]: r.data["status"] for r in fit_event(result)["coefficients"].records}
+    assert held["chinchilla"] == "held" and "extrapolation" in fit_event(result)["not published"].value
+    assert versions(home) == {"family-a": 1}
+
+
+def test_the_automation_sensor_republishes_after_a_refit(home, tmp_path):
+    from pipelines.definitions import build_defs
+
+    ingest(home, tmp_path, chinchilla_runs("family-a"))
+    refit(home, ["family-a"], run_config=FAST)
+    with home_instance(home) as instance:
+        defs = build_defs(home)
+        sensors = {s.name: s for s in defs.sensors}
+        assert sensors["publish_automation"].default_status == dg.DefaultSensorStatus.RUNNING
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.total_requested == 0  # the publish job already ran after the refit
+        ingest(home, tmp_path, chinchilla_runs("family-a", seed=5, size_range=(9.6, 10.0), n_sizes=2, prefix="big"))
+        refitted = defs.resolve_job_def("refit").execute_in_process(run_config=FAST, instance=instance, partition_key="family-a")
+        assert "family-a/chinchilla/v2" in fit_event(refitted)["fitted"].value
+        after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    published = ("coefficients", "allocations", "exports")
+    assert after.total_requested == 3
+    assert all(after.get_requested_partitions(dg.AssetKey(key)) == {None} for key in published)
