@@ -113,7 +113,8 @@ class Law:
         return self.options_type.of(given, self.name)
 
     def space(self, options: Options | Mapping[str, Any] | None = None) -> ParameterSpace:
-        """The parameters of the configuration ``options`` asks for."""
+        """The parameters of the configuration ``options`` asks for (one configuration for most laws)."""
+        self.options(options)  # an unknown option is an error here too
         return self.parameters
 
     def to_theta(self, params: Mapping[str, Any], options: Options | Mapping[str, Any] | None = None) -> np.ndarray:

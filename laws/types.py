@@ -32,8 +32,8 @@ class FitResult:
         rmse_log: root-mean-square of ``log L - log L_hat`` over used runs; a
             scale-free goodness of fit that is comparable across laws.
         objective_name: which objective was minimised.
-        residuals_log: ``log L - log L_hat`` for the used runs, in input order;
-            kept so prediction intervals can add the observed scatter.
+        residuals_log: ``log L - log L_hat`` for the used runs, in input order
+            (the observed scatter around the law).
         extras: law-specific side results (e.g. per-budget minima for
             Approach 2, the starting points tried, ...).
     """

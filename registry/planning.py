@@ -59,12 +59,8 @@ class NoPublishedFit(LookupError):
 
 
 def allocate(
-    con: duckdb.DuckDBPyConnection,
-    family: str,
-    compute: float,
-    inference_tokens: float | None = None,
-    law: str = "chinchilla",
-    level: float = DEFAULT_LEVEL,
+    con: duckdb.DuckDBPyConnection, family: str, compute: float, inference_tokens: float | None = None,
+    law: str = "chinchilla", level: float = DEFAULT_LEVEL,
 ) -> dict:
     """Compute-optimal N and D for a budget from the latest published fit, with bootstrap intervals.
 

@@ -7,7 +7,7 @@ import polars as pl
 
 from pipelines.defs.tables import table
 from registry.gates import GATES
-from registry.refit import FamilyRefit, budgets_of, isoflop_groups
+from registry.refit import FamilyRefit
 from registry.settings import GateSettings
 
 FITS_KEY = dg.AssetKey("fits")
@@ -34,15 +34,13 @@ def reasons(refit: FamilyRefit) -> str | None:
 
 
 def plot(refit: FamilyRefit) -> str | None:
-    """The Chinchilla fit drawn over the runs, as a markdown image (the UI shows it inline)."""
+    """The primary law's fit (Chinchilla) drawn over the runs, as a markdown image (the UI shows it inline)."""
     from registry.plots import fit_png, markdown_image
 
-    chinchilla = next((f for f in refit.fitted if f.record.law == "chinchilla" and f.record.params), None)
-    if chinchilla is None or refit.runs is None:
+    primary = next((f for f in refit.fitted if f.law.primary and f.record.params), None)
+    if primary is None or refit.runs is None:
         return None
-    budgets = budgets_of(refit.runs.get_column("flops").to_numpy()) if isoflop_groups(refit.runs) >= 3 else None
-    png = fit_png(refit.family, refit.runs, chinchilla.record.params, chinchilla.boot, budgets)
-    return markdown_image(png, f"{refit.family} fit")
+    return markdown_image(fit_png(refit, primary), f"{refit.family} fit")
 
 
 _OUTCOME_COLUMNS = {"fit": pl.String, "passed": pl.Boolean, "holds": pl.Boolean, "detail": pl.String}
