@@ -57,7 +57,7 @@ def bare_load(csv: Path, work: Path) -> float:
     db = work / f"bare-{time.monotonic_ns()}.duckdb"
     start = time.perf_counter()
     con = duckdb.connect(str(db))
-    con.execute(f"CREATE TABLE curves AS SELECT * FROM read_csv('{csv}')")
+    con.execute("CREATE TABLE curves AS SELECT * FROM read_csv(?)", [str(csv)])
     con.close()
     return time.perf_counter() - start
 

@@ -60,10 +60,11 @@ def prepare(root: Path, tmp_path: Path) -> Home:
 
 def table_counts(home: Home) -> dict[str, int]:
     with reader(home.registry) as con:
-        return {
-            t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-            for t in ("fits", "coefficients", "allocations", "bootstrap_samples", "refits")
-        }
+        (counts,) = con.execute(
+            "SELECT (SELECT count(*) FROM fits), (SELECT count(*) FROM coefficients), (SELECT count(*) FROM allocations), "
+            "(SELECT count(*) FROM bootstrap_samples), (SELECT count(*) FROM refits)"
+        ).fetchall()
+    return dict(zip(("fits", "coefficients", "allocations", "bootstrap_samples", "refits"), counts))
 
 
 def test_a_refit_killed_mid_write_leaves_the_previous_version_and_a_rerun_matches(tmp_path):
