@@ -15,9 +15,12 @@ def _column_type(dtype: pl.DataType) -> str:
 
 
 def _cell(value: object) -> object:
-    """Floats to five significant digits (what a reader compares); NaN and infinity as empty cells."""
+    """Floats as text with five significant digits: the UI prints numbers in full (2464000000000), not 2.464e+12.
+
+    NaN and infinity become empty cells.
+    """
     if isinstance(value, float):
-        return float(f"{value:.5g}") if math.isfinite(value) else None
+        return f"{value:.5g}" if math.isfinite(value) else None
     return value
 
 

@@ -117,7 +117,7 @@ def test_a_fit_materialisation_shows_coefficients_as_a_table_the_plot_and_check_
     alpha = rows[("chinchilla", "alpha")]
     assert alpha["version"] == "v1" and alpha["status"] == "published"
     # the runs come from Hoffmann et al.'s surface (alpha = 0.34): the table shows the fit and its interval
-    assert alpha["ci_lo"] < 0.34 < alpha["ci_hi"] and abs(alpha["value"] - 0.34) < 0.05
+    assert float(alpha["ci_lo"]) < 0.34 < float(alpha["ci_hi"]) and abs(float(alpha["value"]) - 0.34) < 0.05
     assert {c.name for c in metadata["coefficients"].schema.columns} >= {"law", "parameter", "value", "ci_lo", "ci_hi"}
     assert metadata["plot"].value.startswith("![family-a fit](data:image/png;base64,")
     assert metadata["n_runs"].value == 30

@@ -98,9 +98,17 @@ def test_the_asset_graph_and_a_family_fit_show_coefficients_and_plot(dagster_ui,
         page.screenshot(path=str(tmp_path / "asset-graph.png"))
 
         page.goto(f"{dagster_ui}/assets/fits?partition=family-a", wait_until="networkidle")
-        coefficients = page.locator("tr", has_text="coefficients").first
-        expect(coefficients).to_contain_text("alpha", timeout=60_000)
-        expect(coefficients).to_contain_text("published")
+        # the metadata entry "coefficients" is a table: one row per law and parameter, with its interval
+        coefficients = page.locator("tr").filter(has=page.get_by_text("coefficients", exact=True)).first
+        expect(coefficients.locator("th")).to_contain_text(["law", "version", "status", "parameter", "value", "ci_lo", "ci_hi"],
+                                                             timeout=60_000)
+        alpha = coefficients.locator("tbody tr").filter(has=page.get_by_role("cell", name="alpha", exact=True))
+        expect(alpha).to_have_count(1)
+        expect(alpha.locator("td")).to_have_count(7)
+        cells = alpha.locator("td").all_inner_texts()
+        assert cells[:4] == ["chinchilla", "v1", "published", "alpha"]
+        lo, value, hi = float(cells[5]), float(cells[4]), float(cells[6])
+        assert lo < value < hi and lo < 0.34 < hi  # Hoffmann et al.'s alpha, from which the runs were drawn
         page.locator("tr", has_text="plot").first.get_by_text("Show Markdown").click()
         plot = page.locator("img[src^='data:image/png']")
         expect(plot).to_have_count(1, timeout=30_000)
