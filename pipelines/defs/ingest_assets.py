@@ -7,6 +7,7 @@ import dagster as dg
 
 from pipelines.defs.ingest_metadata import RUNS_COLUMN_SCHEMA, check_specs, materialize_result
 from pipelines.defs.resources import RegistryResource
+from pipelines.defs.tables import table
 from registry.db import one
 from registry.ingest import ingest_path
 from registry.published import PUBLISHED, PublishedSource, ingest_published
@@ -89,17 +90,13 @@ def runs(registry: RegistryResource) -> dg.MaterializeResult:
     with registry.writer() as con:
         summary = family_summary(con)
         sources = one(con, "SELECT count(*), coalesce(sum(rows_rejected), 0) FROM sources")
-    table = "| family | runs | sources | min loss | max loss |\n|---|---:|---:|---:|---:|\n" + "\n".join(
-        f"| {row['family']} | {row['runs']} | {row['sources']} | {row['min_loss']:.3f} | {row['max_loss']:.3f} |"
-        for row in summary.iter_rows(named=True)
-    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": int(summary.get_column("runs").sum() or 0),
             "families": len(summary),
             "sources": sources[0],
             "rejected_rows": int(sources[1]),
-            "per_family": dg.MetadataValue.md(table),
+            "per_family": table(summary),
             "dagster/column_schema": RUNS_COLUMN_SCHEMA,
         }
     )

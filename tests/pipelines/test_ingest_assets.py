@@ -42,6 +42,9 @@ def test_materialisation_metadata_shows_counts_and_column_schema(home):
     (source,) = metadata["sources"].records
     assert (source.data["read"], source.data["accepted"], source.data["rejected"]) == (245, 245, 0)
     assert {c.name: c.type for c in metadata["sources"].schema.columns}["read"] == "int"
+    (runs,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("runs")]
+    per_family = {r.data["family"]: r.data["runs"] for r in runs.materialization.metadata["per_family"].records}
+    assert set(per_family) == SHIPPED_FAMILIES and per_family["chinchilla"] == 245  # every Figure 4 point is a run
 
 
 def test_running_the_published_job_twice_changes_nothing(home):
