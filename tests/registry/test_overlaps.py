@@ -33,12 +33,13 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBP
 
 def add_runs(con: duckdb.DuckDBPyConnection, runs: list[tuple[str, str, float, float, float]]) -> None:
     """Insert (family, run_name, N, D, loss) rows directly: the views read only these columns."""
-    incoming = pl.DataFrame(runs, schema=["family", "run_name", "params", "tokens", "loss"], orient="row")  # noqa: F841
+    con.register("incoming", pl.DataFrame(runs, schema=["family", "run_name", "params", "tokens", "loss"], orient="row"))
     con.execute(
         "INSERT INTO runs (run_id, family, source_id, run_name, params, tokens, flops, flops_derived, loss, loss_name, "
         "row_number, ingested_at) SELECT family || '/' || run_name, family, 0, run_name, params, tokens, "
         "6 * params * tokens, TRUE, loss, 'train', 0, now() FROM incoming"
     )
+    con.unregister("incoming")
 
 
 def test_chinchilla_overlaps_exactly_its_three_copies(shipped):
