@@ -53,7 +53,7 @@ GATES: dict[str, GateDefinition] = {
             "extrapolation",
             "loss on the runs above a compute cut-off is predicted within the threshold by a fit on those below",
         ),
-        GateDefinition("interval_width", "95% bootstrap intervals of alpha and beta are narrow enough to plan with"),
+        GateDefinition("interval_width", "the bootstrap intervals of alpha and beta are narrow enough to plan with"),
         GateDefinition(
             "identifiability",
             "alpha and beta (and A and E) can be told apart on these runs",
