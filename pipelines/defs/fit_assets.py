@@ -43,21 +43,7 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
         unchanged = ", ".join(refit.unchanged) or "none"
         context.log.info(f"{family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
         refits.append(refit)
-    metadata: dict = {
-        "families": ", ".join(r.family for r in refits),
-        "fitted": ", ".join(fit_id for r in refits for fit_id in r.fit_ids) or "nothing new",
-        "unchanged": ", ".join(f"{r.family}/{law}" for r in refits for law in r.unchanged) or "none",
-    }
-    if len(refits) == 1:
-        (refit,) = refits
-        metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
-        if refit.fitted:
-            metadata["coefficients"] = fit_metadata.coefficient_table(refit)
-            if reasons := fit_metadata.reasons(refit):
-                metadata["not published"] = reasons
-            if plot := fit_metadata.plot(refit):
-                metadata["plot"] = dg.MetadataValue.md(plot)
-    return dg.MaterializeResult(metadata=metadata, check_results=fit_metadata.check_results(refits, settings.gates))
+    return fit_metadata.materialize_result(refits, settings.gates)
 
 
 @dg.asset(

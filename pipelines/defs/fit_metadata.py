@@ -78,3 +78,22 @@ def check_results(refits: list[FamilyRefit], settings: GateSettings) -> list[dg.
             )
         )
     return results
+
+
+def materialize_result(refits: list[FamilyRefit], settings: GateSettings) -> dg.MaterializeResult:
+    """What was fitted and what was unchanged; for a single family also its card: versions, table, reasons, plot."""
+    metadata: dict = {
+        "families": ", ".join(r.family for r in refits),
+        "fitted": ", ".join(fit_id for r in refits for fit_id in r.fit_ids) or "nothing new",
+        "unchanged": ", ".join(f"{r.family}/{law}" for r in refits for law in r.unchanged) or "none",
+    }
+    if len(refits) == 1:
+        (refit,) = refits
+        metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
+        if refit.fitted:
+            metadata["coefficients"] = coefficient_table(refit)
+            if not_published := reasons(refit):
+                metadata["not_published"] = not_published
+            if image := plot(refit):
+                metadata["plot"] = dg.MetadataValue.md(image)
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(refits, settings))

@@ -160,7 +160,7 @@ def test_a_held_fit_fails_its_blocking_check_and_the_published_version_stays(hom
     assert not extrapolation.passed and extrapolation.severity == dg.AssetCheckSeverity.ERROR and extrapolation.blocking
     assert "family-a/chinchilla" in extrapolation.description
     held = {r.data["law"]: r.data["status"] for r in fit_event(result)["coefficients"].records}
-    assert held["chinchilla"] == "held" and "extrapolation" in fit_event(result)["not published"].value
+    assert held["chinchilla"] == "held" and "extrapolation" in fit_event(result)["not_published"].value
     assert versions(home) == {"family-a": 1}
 
 
