@@ -1,0 +1,336 @@
+"""Whether a published allocation can be trusted: the verdict as pure logic.
+
+A fit publishes two claims: the loss law (gated elsewhere) and the
+compute-optimal allocation.  A law can predict every observed loss well while
+its allocation far above the runs is undetermined, so the allocation gets its
+own verdict per budget, one of
+
+``unidentified``
+    a profile of the objective (:mod:`laws.profiles`) stays within the
+    tolerance of its minimum over a range in which tokens per parameter at
+    this budget moves by more than the factor: the runs do not decide the
+    answer, even where they are.  Also when no profile was computed, or the
+    fit gives no finite allocation.
+``approaches_disagree``
+    two or more approaches the runs support (Approach 1, 2, 3) give tokens
+    per parameter that differ by more than the disagreement factor: the
+    answer depends on the method (for example on how checkpoints of an
+    un-annealed run are read).
+``extrapolated``
+    the budget lies more than ``max_decades_above`` decades above the
+    largest compute in the family, or the recommended tokens per parameter
+    lies outside the range of D/N the runs sampled.
+``trusted``
+    none of the above.
+
+Precedence, when several apply: unidentified > approaches_disagree >
+extrapolated > trusted.  An unidentified allocation is undetermined by the
+data themselves, so nothing else about it is worth reading first; a
+disagreement between approaches is concrete evidence that the number is
+wrong, stronger than distance alone; extrapolation says only that the number
+was not tested where it is used.  Every failed check is kept (``findings``)
+and the reason lists them, most serious first, each with the figures behind
+it and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from laws.profiles import PARAMETERS, Profile, ProfileCheck
+
+__all__ = [
+    "Status",
+    "PRECEDENCE",
+    "TrustSettings",
+    "Design",
+    "Finding",
+    "AllocationVerdict",
+    "allocation_verdict",
+    "allocation_verdicts",
+]
+
+Status = Literal["unidentified", "approaches_disagree", "extrapolated", "trusted"]
+#: most serious first
+PRECEDENCE: tuple[str, ...] = ("unidentified", "approaches_disagree", "extrapolated", "trusted")
+
+#: what to do when a profile shows the allocation undetermined
+_REMEDY = {
+    "E": "add runs at larger N or fix E",
+    "a": "add runs over a wider range of N and of D/N, or share the exponents (alpha = beta)",
+}
+_NAME = {"E": "E", "a": "the allocation exponent a"}
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """Thresholds of the allocation verdict (part of a fit's version).
+
+    Attributes:
+        tolerance: relative objective excess over the best fit that counts as
+            "fits as well" on a profile (0.01 = 1%).
+        factor: an allocation is unidentified when tokens per parameter moves
+            by more than this factor within the tolerance.
+        max_decades_above: budgets more than this many decades above the
+            family's largest compute are extrapolated.
+        disagreement_factor: approaches disagree when their tokens per
+            parameter differ by more than this factor.
+        gating_profiles: the profiled parameters whose check can make an
+            allocation unidentified; checks of other profiles are reported
+            (``profile_checks``) but do not gate.  The ``a`` profile's
+            within-tolerance range is close to a confidence interval of the
+            allocation exponent, and far above the runs it spans more than a
+            factor 2 even for well-sampled families (Chinchilla's own runs:
+            x2.7 at 1e24), while the ``E`` profile catches the degeneracy
+            between E and A/N**alpha that a narrow range of sizes creates.
+    """
+
+    tolerance: float = 0.01
+    factor: float = 2.0
+    max_decades_above: float = 2.0
+    disagreement_factor: float = 2.0
+    gating_profiles: tuple[str, ...] = ("E", "a")
+
+    def __post_init__(self) -> None:
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if not (self.factor >= 1 and self.disagreement_factor >= 1):
+            raise ValueError("factor and disagreement_factor must be >= 1")
+        if not self.max_decades_above >= 0:
+            raise ValueError(f"max_decades_above must be >= 0, got {self.max_decades_above}")
+        unknown = set(self.gating_profiles) - set(PARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown profiled parameter(s) {sorted(unknown)}; profiles exist for {list(PARAMETERS)}")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a family's runs sampled, for the extrapolation checks.
+
+    Attributes:
+        max_compute: the largest training compute observed (FLOPs).
+        tokens_per_param_range: lowest and highest D/N sampled.
+    """
+
+    max_compute: float
+    tokens_per_param_range: tuple[float, float]
+
+    @classmethod
+    def of(cls, N: Any, D: Any, flops_per_param_token: float = 6.0) -> Design:
+        """The design of the observations ``(N, D)`` a fit used."""
+        N, D = np.asarray(N, float), np.asarray(D, float)
+        ratio = D / N
+        return cls(
+            max_compute=float((flops_per_param_token * N * D).max()),
+            tokens_per_param_range=(float(ratio.min()), float(ratio.max())),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check: which status it implies and why, in words."""
+
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AllocationVerdict:
+    """The trust verdict on the allocation at one budget.
+
+    Attributes:
+        budget: training FLOPs.
+        tokens_per_param: the fit's recommended tokens per parameter.
+        status: the most serious finding's status, or "trusted".
+        reason: every finding, most serious first (or why it is trusted).
+        findings: the failed checks, most serious first.
+        profile_checks: the profile figures behind the verdict.
+    """
+
+    budget: float
+    tokens_per_param: float
+    status: str
+    reason: str
+    findings: tuple[Finding, ...] = ()
+    profile_checks: tuple[ProfileCheck, ...] = field(default=())
+
+
+def _g(x: float, digits: int = 2) -> str:
+    """A number as a person would write it: ``digits`` significant digits, plain when modest."""
+    if not np.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-2):
+        return f"{x:.{digits}g}"
+    return f"{float(f'{x:.{digits}g}'):g}"
+
+
+def _profile_findings(checks: Sequence[ProfileCheck], settings: TrustSettings) -> list[Finding]:
+    out = []
+    pct = f"{100 * settings.tolerance:g}%"
+    for c in checks:
+        if c.identified or c.parameter not in settings.gating_profiles:
+            continue
+        lo, hi = c.value_range
+        t_lo, t_hi = c.tokens_per_param_range
+        edge = " (and further: the range reaches the end of the profile)" if c.at_grid_edge else ""
+        out.append(
+            Finding(
+                "unidentified",
+                f"{_NAME[c.parameter]} is not identified: fixing {c.parameter} anywhere in {_g(lo, 3)}-{_g(hi, 3)}{edge} "
+                f"changes the objective by <{pct} while tokens/param at {c.budget:.0e} moves "
+                f"{_g(t_lo)}-{_g(t_hi)}; {_REMEDY[c.parameter]}",
+            )
+        )
+    return out
+
+
+def _disagreement(
+    budget: float, own_name: str, tokens_per_param: float, approaches: Mapping[str, float], settings: TrustSettings
+) -> list[Finding]:
+    values = {own_name: tokens_per_param, **{k: float(v) for k, v in approaches.items()}}
+    values = {k: v for k, v in values.items() if np.isfinite(v) and v > 0}
+    if len(values) < 2:
+        return []
+    lo_name = min(values, key=values.__getitem__)
+    hi_name = max(values, key=values.__getitem__)
+    ratio = values[hi_name] / values[lo_name]
+    if ratio <= settings.disagreement_factor:
+        return []
+    listing = ", ".join(f"{k} gives {_g(v)}" for k, v in values.items())
+    return [
+        Finding(
+            "approaches_disagree",
+            f"approaches disagree at {budget:.0e}: {listing} tokens/param (factor {_g(ratio)} > "
+            f"{_g(settings.disagreement_factor)}); find out which approach the runs mislead (e.g. add a cooldown "
+            "to checkpointed runs) before using either",
+        )
+    ]
+
+
+def _extrapolation(budget: float, tokens_per_param: float, design: Design, settings: TrustSettings) -> list[Finding]:
+    out = []
+    decades = float(np.log10(budget / design.max_compute))
+    if decades > settings.max_decades_above:
+        out.append(
+            Finding(
+                "extrapolated",
+                f"{budget:.0e} FLOPs is {decades:.1f} decades above the largest run ({design.max_compute:.1e} FLOPs; "
+                f"limit {_g(settings.max_decades_above)}); add runs at larger compute",
+            )
+        )
+    lo, hi = design.tokens_per_param_range
+    if not lo <= tokens_per_param <= hi:
+        out.append(
+            Finding(
+                "extrapolated",
+                f"the recommended {_g(tokens_per_param)} tokens/param lies outside the D/N sampled "
+                f"({_g(lo)}-{_g(hi)}); add runs near that ratio",
+            )
+        )
+    return out
+
+
+def _trusted_reason(
+    budget: float, tokens_per_param: float, checks: Sequence[ProfileCheck], design: Design, n_approaches: int,
+    settings: TrustSettings,
+) -> str:
+    pct = f"{100 * settings.tolerance:g}%"
+
+    def spreads(cs: Sequence[ProfileCheck]) -> str:
+        return ", ".join(f"{c.parameter}: {_g(c.tokens_per_param_range[0])}-{_g(c.tokens_per_param_range[1])}" for c in cs)
+
+    gating = [c for c in checks if c.parameter in settings.gating_profiles]
+    others = [c for c in checks if c.parameter not in settings.gating_profiles]
+    shown = f"; not gating: {spreads(others)}" if others else ""
+    decades = float(np.log10(budget / design.max_compute))
+    agree = f"; {n_approaches} approaches agree within {_g(settings.disagreement_factor)}x" if n_approaches > 1 else ""
+    return (
+        f"identified: within {pct} of the best objective, tokens/param at {budget:.0e} stays within "
+        f"{_g(settings.factor)}x ({spreads(gating)}{shown}); {_g(tokens_per_param)} tokens/param lies inside the "
+        f"D/N sampled and {budget:.0e} is {decades:.1f} decades from the largest run{agree}"
+    )
+
+
+def allocation_verdict(
+    budget: float,
+    tokens_per_param: float,
+    *,
+    profiles: Sequence[Profile],
+    design: Design,
+    approaches: Mapping[str, float] | None = None,
+    own_name: str = "Approach 3",
+    settings: TrustSettings | None = None,
+) -> AllocationVerdict:
+    """The verdict on the allocation at one budget.
+
+    Args:
+        budget: training FLOPs (one of the profiles' budgets).
+        tokens_per_param: the fit's recommended tokens per parameter there.
+        profiles: the fit's profiles (e.g. over E and a); without a profile
+            that gates (``settings.gating_profiles``) identification was not
+            checked, which is never trusted.
+        design: what the family's runs sampled.
+        approaches: tokens per parameter at ``budget`` from the other
+            approaches the runs support, by name (e.g. ``{"Approach 1": 110.0}``);
+            non-finite values are ignored.
+        own_name: the fit's approach, as named in reasons.
+        settings: thresholds (defaults: :class:`TrustSettings`).
+    """
+    settings = settings or TrustSettings()
+    budget, tpp = float(budget), float(tokens_per_param)
+    checks = tuple(p.check(budget, tolerance=settings.tolerance, factor=settings.factor) for p in profiles)
+    findings: list[Finding] = []
+    if not (np.isfinite(tpp) and tpp > 0):
+        findings.append(Finding("unidentified", f"the fit gives no finite allocation at {budget:.0e}"))
+    if not any(c.parameter in settings.gating_profiles for c in checks):
+        findings.append(
+            Finding("unidentified", "identification was not checked (no profile of the objective for this fit)")
+        )
+    findings += _profile_findings(checks, settings)
+    others = dict(approaches or {})
+    findings += _disagreement(budget, own_name, tpp, others, settings)
+    findings += _extrapolation(budget, tpp, design, settings)
+    findings.sort(key=lambda f: PRECEDENCE.index(f.status))
+    if findings:
+        status = findings[0].status
+        reason = "; also ".join(f.reason for f in findings)
+    else:
+        status = "trusted"
+        n_approaches = 1 + sum(1 for v in others.values() if np.isfinite(v) and v > 0)
+        reason = _trusted_reason(budget, tpp, checks, design, n_approaches, settings)
+    return AllocationVerdict(
+        budget=budget, tokens_per_param=tpp, status=status, reason=reason, findings=tuple(findings),
+        profile_checks=checks,
+    )
+
+
+def allocation_verdicts(
+    budgets: Sequence[float],
+    tokens_per_param: Sequence[float],
+    *,
+    profiles: Sequence[Profile],
+    design: Design,
+    approaches: Mapping[str, Sequence[float]] | None = None,
+    own_name: str = "Approach 3",
+    settings: TrustSettings | None = None,
+) -> tuple[AllocationVerdict, ...]:
+    """:func:`allocation_verdict` for every budget; ``approaches`` maps a name to one value per budget."""
+    budgets = np.atleast_1d(np.asarray(budgets, float))
+    tpp = np.atleast_1d(np.asarray(tokens_per_param, float))
+    if tpp.shape != budgets.shape:
+        raise ValueError(f"{tpp.size} tokens_per_param values for {budgets.size} budgets")
+    others = {k: np.atleast_1d(np.asarray(v, float)) for k, v in (approaches or {}).items()}
+    for k, v in others.items():
+        if v.shape != budgets.shape:
+            raise ValueError(f"approach {k!r} has {v.size} values for {budgets.size} budgets")
+    return tuple(
+        allocation_verdict(
+            b, t, profiles=profiles, design=design, approaches={k: float(v[i]) for k, v in others.items()},
+            own_name=own_name, settings=settings,
+        )
+        for i, (b, t) in enumerate(zip(budgets, tpp))
+    )
