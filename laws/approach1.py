@@ -55,7 +55,11 @@ from typing import Any
 
 import numpy as np
 
+from laws.catalog import get_law
+from laws.errors import FitError
+from laws.intervals import DEFAULT_LEVEL, percentile_interval
 from laws.resample import cluster_counts
+from laws.runs import positive_array
 from laws.types import Allocation
 
 __all__ = ["EnvelopeSettings", "Envelope", "Approach1Result", "envelope", "fit"]
@@ -167,24 +171,18 @@ class Approach1Result:
         return lo.reshape(C.shape), hi.reshape(C.shape)
 
 
-# -- the one place this module calls other laws modules ----------------------------------
+# -- what this module takes from the rest of laws ------------------------------------------
 def _allocate(params: dict[str, Any], compute: Any, k: float) -> Allocation:
     """Allocation of the power laws ``N = k_n C**a``, ``D = k_d C**b`` (Approach 2's rule)."""
-    from laws.catalog import get_law
-
     return get_law("isoflop").allocate(params, compute, flops_per_param_token=k)
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    from laws.intervals import percentile_interval
-
     lo, hi = percentile_interval(values, level)
     return np.atleast_1d(lo), np.atleast_1d(hi)
 
 
 def _inputs(N: Any, D: Any, L: Any, runs: Any) -> tuple[np.ndarray, ...]:
-    from laws.runs import positive_array
-
     L = positive_array("loss", L)
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
@@ -319,7 +317,7 @@ def fit(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
-    level: float = 0.95,
+    level: float = DEFAULT_LEVEL,
 ) -> Approach1Result:
     """Approach 1: power laws ``N_opt(C)``, ``D_opt(C)`` on the lower envelope, with run-bootstrap intervals.
 
@@ -332,8 +330,6 @@ def fit(
     Raises:
         laws.errors.FitError: fewer than three envelope points remain.
     """
-    from laws.errors import FitError
-
     started = time.perf_counter()
     settings = settings or EnvelopeSettings()
     N, D, L, r = _inputs(N, D, L, runs)

@@ -57,6 +57,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from laws.chinchilla import CHINCHILLA
 from laws.optimize import Problem, newton
 from laws.varpro import local_minima, nnls_gram
 
@@ -213,8 +214,6 @@ def _chinchilla(
 
     The rule maps natural parameters ``(G, 5)`` and budgets ``(K,)`` to ``(G, K)``.
     """
-    from laws.chinchilla import CHINCHILLA
-
     data = {"params": N, "tokens": D, "loss": L}
     problem = CHINCHILLA.make_problem(data, options)
     if start is None:

@@ -36,7 +36,7 @@ it and what to do about it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -134,7 +134,7 @@ class Design:
 class Finding:
     """One failed check: which status it implies and why, in words."""
 
-    status: str
+    status: Status
     reason: str
 
 
@@ -153,10 +153,10 @@ class AllocationVerdict:
 
     budget: float
     tokens_per_param: float
-    status: str
+    status: Status
     reason: str
     findings: tuple[Finding, ...] = ()
-    profile_checks: tuple[ProfileCheck, ...] = field(default=())
+    profile_checks: tuple[ProfileCheck, ...] = ()
 
 
 def _g(x: float, digits: int = 2) -> str:
@@ -295,6 +295,7 @@ def allocation_verdict(
     findings += _disagreement(budget, own_name, tpp, others, settings)
     findings += _extrapolation(budget, tpp, design, settings)
     findings.sort(key=lambda f: PRECEDENCE.index(f.status))
+    status: Status
     if findings:
         status = findings[0].status
         reason = "; also ".join(f.reason for f in findings)

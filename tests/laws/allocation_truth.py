@@ -1,5 +1,5 @@
 """Known truths for the allocation-trust tests (the optimum of a Chinchilla law, sampled families)
-and the one fit-profile-judge sequence the tests run on them.
+and the profile-and-judge step a refit takes, which the tests run on them.
 
 The compute-optimal split is written out from Hoffmann et al. (2022),
 Appendix D.2, independently of ``laws``:
@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from laws.chinchilla import CHINCHILLA
+from laws.profiles import PARAMETERS, profile
+from laws.trust import AllocationVerdict, Design, allocation_verdict
 from laws_truth import HOFFMANN, chinchilla_loss, grid_runs
 
 #: the budget every "done when" line of issue 9 is stated at
@@ -48,13 +51,11 @@ def noisy_losses(N: np.ndarray, D: np.ndarray, seed: int, truth: dict[str, float
     return chinchilla_loss(truth, N, D) * np.exp(rng.normal(0.0, NOISE, N.size))
 
 
-def judge(N: np.ndarray, D: np.ndarray, L: np.ndarray, params: dict[str, float], options: dict | None = None):
+def judge(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, params: dict[str, float], options: dict | None = None
+) -> AllocationVerdict:
     """What a refit does for the allocation at :data:`BUDGET`: profile E and a around the fit
     ``params`` (made with ``options``) and judge its allocation."""
-    from laws.chinchilla import CHINCHILLA
-    from laws.profiles import PARAMETERS, profile
-    from laws.trust import Design, allocation_verdict
-
     profiles = [profile(p, N, D, L, budgets=[BUDGET], options=options, start=params) for p in PARAMETERS]
     tpp = float(CHINCHILLA.allocate(params, BUDGET).tokens_per_param)
     return allocation_verdict(BUDGET, tpp, profiles=profiles, design=Design.of(N, D))
