@@ -1,19 +1,23 @@
 """``make demo``: the main jobs on the shipped published data, then a short summary.
 
 Ingests every published dataset through the Dagster assets, refits every family, publishes the
-coefficient and allocation tables, and prints what a planner would read.
+coefficient and allocation tables, and prints what a planner would read: each family's loss-law
+status, the allocation at 1e24 FLOPs with its status, and the reason behind every verdict that is
+not a plain yes.
 """
 
 from collections.abc import Callable
 
+import duckdb
 import polars as pl
 
 from pipelines.runner import refit, run_job
 from registry import read
 from registry.db import reader
+from registry.fit_store import families
 from registry.home import Home
 from registry.output import render
-from registry.planning import NoPublishedFit, allocate, coefficient_rows
+from registry.planning import TRUSTED, NoPublishedFit, allocate, coefficient_rows, loss_law_statuses
 
 
 def _failed_checks(results) -> list[str]:
@@ -21,6 +25,39 @@ def _failed_checks(results) -> list[str]:
         f"{c.asset_key.to_user_string()}:{c.check_name}"
         for result in results for c in result.get_asset_check_evaluations() if not c.passed
     ]
+
+
+def _loss_laws(con: duckdb.DuckDBPyConnection, echo: Callable[[str], None]) -> None:
+    """One row per family, one column per law: the newest fit's verdict; then every reason, one line each."""
+    verdicts = loss_law_statuses(con)
+    frame = pl.DataFrame([{"family": v.family, "law": v.law, "status": v.status} for v in verdicts])
+    echo(render(frame.pivot(on="law", index="family", values="status", sort_columns=True).sort("family"), "table"))
+    for v in verdicts:
+        if v.reason:
+            echo(f"  {v.family} {v.law} v{v.version} {v.status}: {v.reason}")
+
+
+def _allocations_at(con: duckdb.DuckDBPyConnection, names: list[str], compute: float, echo: Callable[[str], None]) -> None:
+    """The primary law's allocation at ``compute`` for each family with its status; the reasons below the table."""
+    rows, reasons = [], []
+    for family in names:
+        try:
+            answer = allocate(con, family, compute)
+        except NoPublishedFit as missing:
+            rows.append({"family": family, "status": "no published fit"})
+            reasons.append(f"  {family}: {missing}")
+            continue
+        rows.append(
+            {"family": family, "status": answer["status"], "tokens_per_param": round(answer["tokens_per_param"], 1),
+             "n_opt": f"{answer['n_opt']:.3g}", "d_opt": f"{answer['d_opt']:.3g}",
+             "predicted_loss": round(answer["predicted_loss"], 3),
+             "n_opt 95%": "[{:.3g}, {:.3g}]".format(*answer["ci"].get("n_opt", [float("nan")] * 2))}
+        )
+        if answer["status"] != TRUSTED:
+            reasons.append(f"  {family} {answer['status']}: {answer['reason']}")
+    echo(render(pl.DataFrame(rows), "table"))
+    for line in reasons:
+        echo(line)
 
 
 def run_demo(home: Home, echo: Callable[[str], None] = print) -> None:
@@ -39,19 +76,11 @@ def run_demo(home: Home, echo: Callable[[str], None] = print) -> None:
             "family", "version", "n_runs", "E", "A", "B", "alpha", "beta", "a"
         )
         echo(render(wide.with_columns(pl.col(c).round_sig_figs(4) for c in ("E", "A", "B", "alpha", "beta", "a")), "table"))
-        echo("\nCompute-optimal allocation at 1e24 FLOPs")
-        allocations = []
-        for family in wide.get_column("family").to_list():
-            try:
-                answer = allocate(con, family, 1e24)
-            except NoPublishedFit:
-                continue
-            allocations.append(
-                {"family": family, "n_opt": f"{answer['n_opt']:.3g}", "d_opt": f"{answer['d_opt']:.3g}",
-                 "tokens_per_param": round(answer["tokens_per_param"], 1), "predicted_loss": round(answer["predicted_loss"], 3),
-                 "n_opt 95%": "[{:.3g}, {:.3g}]".format(*answer["ci"].get("n_opt", [float("nan")] * 2))}
-            )
-        echo(render(pl.DataFrame(allocations), "table"))
+        echo("\nLoss-law status of each family's newest fit per law (published, held, failed) and why")
+        _loss_laws(con, echo)
+        echo("\nCompute-optimal allocation at 1e24 FLOPs (Chinchilla Approach 3) and its status; only a trusted row")
+        echo("is what the family's runs identify (see README, 'Allocation status')")
+        _allocations_at(con, families(con), 1e24, echo)
     failed = _failed_checks([ingest, *fitted])
     echo(f"\nAsset checks that did not pass: {', '.join(failed) if failed else 'none'}")
     echo(f"Exports for planning tools: {home.exports}")

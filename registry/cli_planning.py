@@ -21,10 +21,18 @@ from registry.db import RegistryBusy, reader
 from registry.home import Home
 from registry.output import FormatOption, check_format, fail, render, to_json
 
+#: ``allocate``'s exit code when the allocation is not trusted (and --allow-untrusted was not given).
+EXIT_UNTRUSTED = 4
+#: What ``allocate --params`` says about coefficients no runs in the registry stand behind.
+GIVEN_COEFFICIENTS = (
+    "coefficients given with --params: no runs stand behind them here, so whether they identify this allocation "
+    "is unknown; ingest the runs they came from and refit to get a verdict"
+)
+
 
 def _coefficients_table(records: list[dict]) -> pl.DataFrame:
     rows = [
-        {"family": r["family"], "law": r["law"], "version": r["version"], "n_runs": r["n_runs"], "parameter": name,
+        {"family": r["family"], "law": r["law"], "version": r["version"], "status": r.get("status"), "n_runs": r["n_runs"], "parameter": name,
          "value": value, "ci_lo": r["ci"].get(name, [None, None])[0], "ci_hi": r["ci"].get(name, [None, None])[1]}
         for r in records for name, value in r["params"].items()
     ]
@@ -74,10 +82,16 @@ def allocate_command(
     family: Annotated[Optional[str], typer.Option(help="use this family's latest published fit")] = None,
     params: Annotated[Optional[str], typer.Option(help='the law\'s parameters as JSON, e.g. {"E":..,"A":..,"B":..,"alpha":..,"beta":..}')] = None,
     inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="tokens the model will serve")] = None,
-    law: Annotated[str, typer.Option(help="the law whose fit to use")] = "chinchilla",
+    law: Annotated[str, typer.Option(help="the law whose fit to use (chinchilla, isoflop, approach1, kaplan, data_constrained)")] = "chinchilla",
+    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="print an allocation that is not trusted (exit 0); its status and reason say why")] = False,
     fmt: FormatOption = "table",
 ) -> None:
-    """Compute-optimal N and D for a FLOP budget (inference-aware with --inference-tokens)."""
+    """Compute-optimal N and D for a FLOP budget (inference-aware with --inference-tokens), with its status.
+
+    An allocation from the registry that is not ``trusted`` ends with exit code 4 and its status and
+    reason on stderr, unless --allow-untrusted is given. With --params the status is ``unverified``
+    (nothing to check the coefficients against) and the answer is printed.
+    """
     from laws.catalog import get_law
 
     check_format(fmt)
@@ -103,7 +117,8 @@ def allocate_command(
             fail(str(problem))
         answer = {"law": spec.name, "compute": budget} | {
             k: float(getattr(chosen, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")
-        } | ({"inference_tokens": serve, "training_compute": float(chosen.compute)} if serve else {}) | {"ci": {}}
+        } | ({"inference_tokens": serve, "training_compute": float(chosen.compute)} if serve else {}) | {
+            "status": "unverified", "reason": GIVEN_COEFFICIENTS, "ci": {}}
     else:
         from registry.planning import NoPublishedFit, allocate
 
@@ -112,11 +127,17 @@ def allocate_command(
                 answer = allocate(con, family, budget, serve, law)
             except (NoPublishedFit, ValueError) as problem:
                 fail(str(problem))
+        if answer["status"] != "trusted" and not allow_untrusted:
+            fail(f"the {answer['law']} allocation of {family!r} at {budget:.3g} FLOPs is {answer['status']}: "
+                 f"{answer['reason']}. Nothing printed; pass --allow-untrusted to read it with its status.", EXIT_UNTRUSTED)
     if fmt == "json":
         typer.echo(to_json(answer))
     else:
-        flat = {k: v for k, v in answer.items() if k != "ci"} | {f"{k}_95": f"[{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in answer["ci"].items()}
+        shown = ("ci", "reason") if fmt == "table" else ("ci",)  # a table cuts long text: the reason goes below it
+        flat = {k: v for k, v in answer.items() if k not in shown} | {f"{k}_95": f"[{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in answer["ci"].items()}
         typer.echo(render(pl.DataFrame([flat]), fmt))
+        if fmt == "table" and answer["reason"]:
+            typer.echo(f"{answer['status']}: {answer['reason']}")
 
 
 def history_command(

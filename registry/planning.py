@@ -1,11 +1,15 @@
 """The read API for planning tools: latest coefficients, allocations at any budget, history.
 
 Returns plain dicts in the documented JSON contract (README, "For planning tools"), or polars
-frames; never imports Dagster, never writes.
+frames; never imports Dagster, never writes. Every answer carries its verdict: a coefficient record
+the loss law's status, an allocation the allocation's status (``trusted``, ``extrapolated``,
+``unidentified``, ``approaches_disagree``) and the reason, so no planner reads a number without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
@@ -14,6 +18,13 @@ import polars as pl
 
 from laws.catalog import get_law
 from laws.intervals import ALLOCATION_FIELDS, DEFAULT_LEVEL, Samples
+from laws.trust import PRECEDENCE
+
+#: The one allocation status a planner may act on without reading the reason.
+TRUSTED = "trusted"
+#: The status of an allocation no stored verdict stands behind: coefficients given by hand
+#: (``scalereg allocate --params``), or a fit stored before allocation verdicts existed.
+UNVERIFIED = "unverified"
 
 _COEFFICIENT_SOURCES = {
     "latest": "SELECT * FROM coefficients_latest",
@@ -32,20 +43,73 @@ def coefficient_rows(
     return con.sql(query + _COEFFICIENT_FILTER, params=params).pl()
 
 
+@dataclass(frozen=True)
+class LossLawStatus:
+    """The loss-law verdict of a family's law: its newest fit, and the version planners are served.
+
+    ``status`` and ``reason`` are the newest fit's (``published``, ``held``, ``failed``);
+    ``published_version`` is the version the read API serves (None: none was ever published).
+    """
+
+    family: str
+    law: str
+    version: int
+    status: str
+    reason: str | None
+    published_version: int | None
+
+    def served_reason(self) -> str | None:
+        """Why the served version is not the newest fit, or the newest fit's own reason."""
+        if self.status == "published" or self.published_version is None:
+            return self.reason
+        return (f"the newest fit, v{self.version}, was {self.status}: {self.reason}; "
+                f"v{self.published_version}, the last one published, is served")
+
+
+_LOSS_LAW_STATUS = """
+    WITH attempts AS (
+        SELECT family, law, version, status, reason,
+               max(version) FILTER (WHERE status = 'published') OVER (PARTITION BY family, law) AS published_version
+        FROM fits
+        WHERE (?::TIMESTAMPTZ IS NULL OR fitted_at <= ?::TIMESTAMPTZ)
+          AND (?::VARCHAR IS NULL OR family = ?) AND (?::VARCHAR IS NULL OR law = ?)
+    )
+    SELECT family, law, version, status, reason, published_version FROM attempts
+    QUALIFY row_number() OVER (PARTITION BY family, law ORDER BY version DESC) = 1
+    ORDER BY family, law
+"""
+
+
+def loss_law_statuses(
+    con: duckdb.DuckDBPyConnection, family: str | None = None, law: str | None = None, as_of: datetime | str | None = None
+) -> list[LossLawStatus]:
+    """Per family and law, the newest fit's loss-law verdict (at ``as_of``), held and failed fits included."""
+    stamp = str(as_of) if as_of is not None else None
+    rows = con.execute(_LOSS_LAW_STATUS, [stamp, stamp, family, family, law, law]).fetchall()
+    return [LossLawStatus(*row) for row in rows]
+
+
 def coefficients(
     con: duckdb.DuckDBPyConnection, family: str | None = None, law: str | None = None, as_of: datetime | str | None = None
 ) -> list[dict]:
-    """The JSON contract: ``[{family, law, version, fitted_at, data_version, n_runs, params, ci}]``."""
+    """The JSON contract: ``[{family, law, version, fitted_at, data_version, n_runs, params, ci, status, reason}]``.
+
+    ``status`` is the loss law's verdict of the served fit (``published``); ``reason`` says why a
+    newer fit of the same law was not published (held or failed), or is null.
+    """
     rows = coefficient_rows(con, family, law, as_of)
+    newest = {(s.family, s.law): s for s in loss_law_statuses(con, family, law, as_of)}
     out: dict[tuple[str, str], dict] = {}
     for row in rows.iter_rows(named=True):
         key = (row["family"], row["law"])
+        verdict = newest.get(key)
         entry = out.setdefault(
             key,
             {
                 "family": row["family"], "law": row["law"], "version": row["version"],
                 "fitted_at": row["fitted_at"].isoformat(), "data_version": row["data_version"],
                 "n_runs": row["n_runs"], "params": {}, "ci": {},
+                "status": "published", "reason": verdict.served_reason() if verdict is not None else None,
             },
         )
         entry["params"][row["name"]] = row["value"]
@@ -55,7 +119,70 @@ def coefficients(
 
 
 class NoPublishedFit(LookupError):
-    pass
+    """The family has no published fit of the law (never fitted, or every fit held or failed)."""
+
+
+def _severity(status: str) -> int:
+    """Position in the precedence of statuses, most serious first; an unknown status counts as most serious."""
+    return PRECEDENCE.index(status) if status in PRECEDENCE else -1
+
+
+def _less_trusted(*verdicts: tuple[str, str | None]) -> tuple[str, str | None]:
+    return min(verdicts, key=lambda verdict: _severity(verdict[0]))
+
+
+def _interim_schema(con: duckdb.DuckDBPyConnection) -> bool:  # H10-TEMPORARY: remove once migration 0005 is in
+    return not con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'allocations' AND column_name = 'status'"
+    ).fetchall()[0][0]
+
+
+def allocation_verdict(con: duckdb.DuckDBPyConnection, fit_id: str, compute: float) -> tuple[str, str | None]:
+    """The stored verdict ``(status, reason)`` on a fit's allocation at ``compute`` FLOPs.
+
+    Verdicts are stored on the budget grid. At a grid budget the answer is the stored one; between
+    two, the less trusted of the two neighbours (what is unidentified or extrapolated at the next
+    budget is not vouched for just below it); outside the grid, at best ``extrapolated``, since
+    nothing was checked there.
+    """
+    if _interim_schema(con):
+        return UNVERIFIED, "interim"
+    rows = con.execute(
+        "SELECT compute, status, reason FROM allocations WHERE fit_id = ? AND inference_tokens = 0 AND status IS NOT NULL "
+        "ORDER BY compute",
+        [fit_id],
+    ).fetchall()
+    if not rows:
+        return UNVERIFIED, "this fit was stored without an allocation verdict; refit the family ('scalereg refit --family F')"
+    budgets = np.array([row[0] for row in rows])
+    verdicts = [(row[1], row[2]) for row in rows]
+    exact = np.flatnonzero(np.isclose(budgets, compute, rtol=1e-9, atol=0))
+    if exact.size:
+        return verdicts[exact[0]]
+    above = int(np.searchsorted(budgets, compute))
+    if 0 < above < budgets.size:
+        status, reason = _less_trusted(verdicts[above - 1], verdicts[above])
+        if status == TRUSTED:
+            return status, reason
+        return status, f"between the checked budgets {budgets[above - 1]:.2g} and {budgets[above]:.2g} FLOPs: {reason}"
+    nearest = verdicts[0] if above == 0 else verdicts[-1]
+    outside = (
+        f"{compute:.2g} FLOPs lies outside the budgets whose allocation was checked "
+        f"({budgets[0]:.2g}-{budgets[-1]:.2g} FLOPs); plan within them"
+    )
+    status, reason = _less_trusted(nearest, ("extrapolated", None))
+    return status, outside + (f"; at {budgets[0 if above == 0 else -1]:.2g} FLOPs: {reason}" if reason else "")
+
+
+def _not_published(con: duckdb.DuckDBPyConnection, family: str, law: str) -> NoPublishedFit:
+    """Why there is nothing to serve: the newest fit's verdict when there is one."""
+    advice = f"run 'scalereg refit --family {family}'"
+    newest = loss_law_statuses(con, family, law)
+    if newest:
+        (fit,) = newest
+        return NoPublishedFit(f"no published {law} fit for family {family!r}: its newest fit, v{fit.version}, was "
+                              f"{fit.status}: {fit.reason}")
+    return NoPublishedFit(f"no published {law} fit for family {family!r}; {advice}")
 
 
 def allocate(
@@ -66,7 +193,9 @@ def allocate(
 
     With ``inference_tokens`` the answer is inference-aware (Sardana et al.): the model reaching the
     loss this budget buys at the least training-plus-inference cost. ``level`` is the coverage of the
-    intervals (the refits' default unless the caller asks for another).
+    intervals (the refits' default unless the caller asks for another). ``status`` and ``reason``
+    are the allocation's verdict at ``compute`` (:func:`allocation_verdict`); an inference-aware
+    answer rests on the law's allocation at ``compute`` (its target loss), so it carries that verdict.
     """
     found = con.sql(
         "SELECT f.fit_id, f.version, s.param_names, s.samples FROM fits_published f "
@@ -74,7 +203,7 @@ def allocate(
         params=[family, law],
     ).fetchall()
     if not found:
-        raise NoPublishedFit(f"no published {law} fit for family {family!r}; run 'scalereg refit --family {family}'")
+        raise _not_published(con, family, law)
     spec = get_law(law)  # the law says whether it has an (inference-aware) allocation rule
     fit_id, version, names, samples = found[0]
     params = {n: v for n, v in con.execute("SELECT name, value FROM coefficients WHERE fit_id = ?", [fit_id]).fetchall()}
@@ -92,7 +221,10 @@ def allocate(
         if samples:
             spread = Samples(tuple(names), np.asarray(samples, float)).allocation_interval(spec, compute, level)
             ci = {key: [float(lo), float(hi)] for key, (lo, hi) in spread.items()}
-    return result | chosen | {"ci": ci}
+    status, reason = allocation_verdict(con, fit_id, float(compute))
+    if inference_tokens and reason:
+        reason = f"the inference-aware answer targets the loss of the allocation at {compute:.2g} FLOPs: {reason}"
+    return result | chosen | {"status": status, "reason": reason, "ci": ci}
 
 
 def history(con: duckdb.DuckDBPyConnection, family: str) -> list[dict]:
@@ -130,7 +262,30 @@ def history(con: duckdb.DuckDBPyConnection, family: str) -> list[dict]:
 
 
 def allocations_latest(con: duckdb.DuckDBPyConnection, family: str | None = None) -> pl.DataFrame:
+    """The newest published allocation table per family and law, each row with its status and reason."""
     query = "SELECT * EXCLUDE (fit_id) FROM allocations_latest"
     if family is None:
         return con.sql(query + " ORDER BY family, inference_tokens, compute").pl()
     return con.sql(query + " WHERE family = ? ORDER BY inference_tokens, compute", params=[family]).pl()
+
+
+def allocation_statuses(con: duckdb.DuckDBPyConnection, fit_id: str, budgets: Sequence[float]) -> pl.DataFrame:
+    """A fit's stored allocation at ``budgets`` (those on its grid): tokens per parameter, status and reason."""
+    if _interim_schema(con):
+        return pl.DataFrame()
+    return con.sql(
+        "SELECT compute, tokens_per_param, status, reason FROM allocations "
+        "WHERE fit_id = ? AND inference_tokens = 0 AND list_contains(?::DOUBLE[], compute) ORDER BY compute",
+        params=[fit_id, [float(b) for b in budgets]],
+    ).pl()
+
+
+def fit_profiles(con: duckdb.DuckDBPyConnection, fit_id: str) -> pl.DataFrame:
+    """The stored profiles of a fit (long: parameter, value, objective, relative excess, budget, tokens/param)."""
+    if _interim_schema(con):
+        return pl.DataFrame()
+    return con.sql(
+        "SELECT parameter, value, objective, relative_excess, compute, tokens_per_param FROM fit_profiles "
+        "WHERE fit_id = ? ORDER BY parameter, compute, value",
+        params=[fit_id],
+    ).pl()

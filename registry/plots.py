@@ -1,4 +1,5 @@
-"""The picture of a family's fit that the Dagster UI shows: data, fitted law, compute-optimal frontier."""
+"""The pictures of a family's fit that the Dagster UI shows: data, fitted law, compute-optimal frontier, and the
+profiles of the objective that say whether the runs pin the allocation down."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
 
 from registry.refit import FamilyRefit, LawFit, isoflop_budgets  # noqa: E402
 
@@ -64,3 +66,50 @@ def fit_png(refit: FamilyRefit, fitted: LawFit) -> bytes:
 
 def markdown_image(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+#: The budget the profile plot shows (the one planners quote), or the profiled budget nearest to it.
+PROFILE_BUDGET = 1e24
+_PROFILED = {"E": "E (irreducible loss), fixed", "a": "a = beta / (alpha + beta), fixed"}
+
+
+def profile_png(profiles: pl.DataFrame, title: str, tolerance: float, factor: float, budget: float = PROFILE_BUDGET) -> bytes:
+    """The stored profiles of a fit (:func:`registry.planning.fit_profiles`), one column per profiled parameter.
+
+    Top: the objective's relative excess over the best fit, with the tolerance within which a fit
+    counts as equally good. Bottom: tokens per parameter at ``budget`` of each constrained fit, with
+    the band within ``factor`` of the free fit's answer. Points inside the tolerance but outside the
+    band are equally good fits that give another answer: the allocation there is not identified.
+    """
+    budgets = np.unique(profiles.get_column("compute").to_numpy())
+    shown = float(budgets[np.argmin(np.abs(np.log10(budgets) - np.log10(budget)))])
+    parameters = [p for p in _PROFILED if p in set(profiles.get_column("parameter").to_list())]
+    fig, axes = plt.subplots(2, len(parameters), figsize=(5 * len(parameters), 6), dpi=90, squeeze=False, sharex="col")
+    for column, parameter in enumerate(parameters):
+        rows = profiles.filter((pl.col("parameter") == parameter) & (pl.col("compute") == shown)).sort("value")
+        value = rows.get_column("value").to_numpy()
+        excess = np.nan_to_num(rows.get_column("relative_excess").to_numpy().astype(float), nan=np.nan, posinf=np.nan)
+        tpp = rows.get_column("tokens_per_param").to_numpy().astype(float)
+        best = int(np.nanargmin(excess))
+        inside = excess <= tolerance
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(value, excess, marker=".", color="steelblue")
+        top.axhline(tolerance, color="darkorange", ls="--", lw=1, label=f"tolerance {tolerance:.0%}")
+        # linear up to the tolerance, logarithmic above: the flat stretch and the far walls both show
+        top.set_yscale("symlog", linthresh=tolerance)
+        top.set(ylim=(0, None), ylabel="relative objective excess", title=f"profile over {parameter}")
+        top.axvline(value[best], color="crimson", lw=0.8, label="free fit")
+        top.legend(loc="upper right", fontsize=8)
+        bottom.plot(value, tpp, color="grey", lw=0.8)
+        bottom.scatter(value[inside], tpp[inside], s=14, color="steelblue", zorder=3, label=f"within {tolerance:.0%}")
+        bottom.scatter(value[~inside], tpp[~inside], s=8, color="lightgrey", zorder=2, label="worse fits")
+        bottom.axhspan(tpp[best] / factor, tpp[best] * factor, color="crimson", alpha=0.12, label=f"within {factor:g}x of the fit")
+        bottom.axvline(value[best], color="crimson", lw=0.8)
+        bottom.set(yscale="log", xlabel=_PROFILED[parameter], ylabel=f"tokens/param at {shown:.0e} FLOPs")
+        bottom.legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,6 +1,7 @@
 """Per-family fits, the latest coefficient and allocation tables built from them, and the exports."""
 
 import dagster as dg
+import polars as pl
 
 from pipelines.defs import fit_metadata
 from pipelines.defs.fit_config import RefitConfig, fit_settings
@@ -9,7 +10,7 @@ from pipelines.defs.ingest_assets import REGISTRY_POOL
 from pipelines.defs.resources import RegistryResource
 from pipelines.defs.tables import table
 from registry.exports import write_exports
-from registry.planning import allocations_latest, coefficient_rows
+from registry.planning import allocations_latest, coefficient_rows, loss_law_statuses
 from registry.refit import refit_family
 
 FAMILIES = dg.DynamicPartitionsDefinition(name="family")
@@ -35,6 +36,11 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     Each fit is appended as a new version to `fits`, `coefficients` and `allocations`; a family whose
     runs and code are unchanged is recorded as unchanged instead. A fit that fails a blocking check
     is held, and the previously published version stays the one planners read.
+
+    A fit publishes two verdicts: the loss law's (`published`, `held`, `failed`) and, per budget, the
+    allocation's (`trusted`, `extrapolated`, `unidentified`, `approaches_disagree`). A family's page
+    shows both with their reasons, the profiles of the objective over E and a behind the allocation
+    verdict, and the other families that hold the same runs.
     """
     settings = fit_settings(config)
     refits = []
@@ -43,7 +49,11 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
         unchanged = ", ".join(refit.unchanged) or "none"
         context.log.info(f"{family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
         refits.append(refit)
-    return fit_metadata.materialize_result(refits, settings.gates)
+    card = None
+    if len(refits) == 1:  # one family's page: what its refit stored (verdicts, profiles) joins the card
+        with registry.writer() as con:
+            card = fit_metadata.stored_card(con, refits[0])
+    return fit_metadata.materialize_result(refits, settings.gates, card)
 
 
 @dg.asset(
@@ -55,17 +65,25 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     automation_condition=PUBLISH,
 )
 def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
-    """The newest published coefficients per family and law, with 95% bootstrap intervals.
+    """The newest published coefficients per family and law, with 95% bootstrap intervals, and each
+    law's loss-law status: whether its newest fit was published, held or failed, and why.
 
     Planners read them with `scalereg coefficients --format json`, from `exports/coefficients.*`,
     or from the `coefficients_latest` view; `coefficients_as_of(ts)` answers what was believed at ts.
     """
     with registry.writer() as con:
         rows = coefficient_rows(con)
+        verdicts = pl.DataFrame(
+            [{"family": v.family, "law": v.law, "newest_version": v.version, "status": v.status,
+              "published_version": v.published_version, "reason": v.reason} for v in loss_law_statuses(con)],
+            schema={"family": pl.String, "law": pl.String, "newest_version": pl.Int64, "status": pl.String,
+                    "published_version": pl.Int64, "reason": pl.String},
+        )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows.height,
             "families": rows.get_column("family").n_unique(),
+            "loss_law_status": table(verdicts),
             "latest": table(rows.select("family", "law", "version", "name", "value", "ci_lo", "ci_hi")),
         }
     )
@@ -81,14 +99,19 @@ def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
 )
 def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     """Compute-optimal N, D, tokens per parameter and predicted loss for budgets from 1e18 to 1e27 FLOPs
-    (every half decade) from each family's published Chinchilla fit, with 95% bootstrap intervals, plus
-    inference-aware rows for 1e9 to 1e13 inference tokens."""
+    (every half decade) from each family's published fits of the laws that allocate, with 95% bootstrap
+    intervals, plus inference-aware rows for 1e9 to 1e13 inference tokens.
+
+    Every row carries its status (`trusted`, `extrapolated`, `unidentified`, `approaches_disagree`) and
+    the reason: only a trusted row is what the family's runs identify.
+    """
     with registry.writer() as con:
         frame = allocations_latest(con)
     at_1e24 = frame.filter((frame["compute"] == 1e24) & (frame["inference_tokens"] == 0))
-    columns = ("family", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "predicted_loss")
+    columns = ("family", "law", "status", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "predicted_loss",
+               "reason")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select(columns))}
+        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select([c for c in columns if c in frame.columns]))}  # H10-TEMPORARY
     )
 
 

@@ -1,16 +1,47 @@
-"""Turning refits into what the Dagster UI shows: the coefficient table, the plot, gate results."""
+"""Turning refits into what the Dagster UI shows: the coefficient table, the plots, verdicts, gate results."""
 
 import math
+from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
 import polars as pl
 
+from laws.trust import TrustSettings
 from pipelines.defs.tables import table
 from registry.gates import GATES
+from registry.planning import allocation_statuses, fit_profiles
 from registry.refit import FamilyRefit
 from registry.settings import GateSettings
 
 FITS_KEY = dg.AssetKey("fits")
+#: Budgets whose allocation verdict a family's card lists (FLOPs).
+CARD_BUDGETS = (1e20, 1e22, 1e24, 1e26)
+_STATUS_COLUMNS = {"law": pl.String, "compute": pl.Float64, "tokens_per_param": pl.Float64, "status": pl.String,
+                   "reason": pl.String}
+
+
+@dataclass(frozen=True)
+class StoredCard:
+    """What a family's card shows that the refit stored rather than returned: the allocation verdicts of
+    its fits at :data:`CARD_BUDGETS` and the primary fit's profiles (empty when none were stored)."""
+
+    statuses: pl.DataFrame
+    profiles: pl.DataFrame
+
+
+def stored_card(con: duckdb.DuckDBPyConnection, refit: FamilyRefit) -> StoredCard:
+    """Read the verdicts and profiles of the fits this refit stored."""
+    statuses = [
+        allocation_statuses(con, fit_id, CARD_BUDGETS).with_columns(pl.lit(fitted.record.law).alias("law"))
+        for fitted, fit_id in zip(refit.fitted, refit.fit_ids)
+    ]
+    frames = [frame.select(list(_STATUS_COLUMNS)) for frame in statuses if frame.height]
+    primary = [fit_id for fitted, fit_id in zip(refit.fitted, refit.fit_ids) if fitted.law.primary]
+    return StoredCard(
+        statuses=pl.concat(frames) if frames else pl.DataFrame(schema=_STATUS_COLUMNS),
+        profiles=fit_profiles(con, primary[0]) if primary else pl.DataFrame(),
+    )
 
 
 def coefficient_table(refit: FamilyRefit) -> dg.TableMetadataValue:
@@ -25,6 +56,32 @@ def coefficient_table(refit: FamilyRefit) -> dg.TableMetadataValue:
     schema = {"law": pl.String, "version": pl.String, "status": pl.String, "parameter": pl.String,
               "value": pl.Float64, "ci_lo": pl.Float64, "ci_hi": pl.Float64}
     return table(pl.DataFrame(rows, schema=schema))
+
+
+def loss_law_statuses(refit: FamilyRefit) -> str:
+    """Each law's loss-law verdict in this refit (``published``, ``held``, ``failed``)."""
+    return "\n".join(f"{f.record.law}: {f.record.status}" for f in refit.fitted)
+
+
+def overlaps(refit: FamilyRefit) -> dg.TableMetadataValue | None:
+    """Other families holding the same runs (the fits' diagnostics), so the two are not read as independent evidence."""
+    found = next((f.record.diagnostics["overlaps"] for f in refit.fitted if f.record.diagnostics.get("overlaps")), None)
+    if not found:
+        return None
+    keys = ("other_family", "n_shared", "n_runs")
+    rows = [dict(item) if isinstance(item, dict) else dict(zip(keys, item)) for item in found]
+    frame = pl.DataFrame(rows).select(pl.col(keys[0]).cast(pl.String), pl.col(keys[1]).cast(pl.Int64), pl.col(keys[2]).cast(pl.Int64))
+    return table(frame)
+
+
+def profile_plot(refit: FamilyRefit, card: StoredCard, trust: TrustSettings) -> str | None:
+    """The primary fit's profiles over E and a (objective, and tokens/param at 1e24), as a markdown image."""
+    from registry.plots import PROFILE_BUDGET, markdown_image, profile_png
+
+    if card.profiles.height == 0:
+        return None
+    title = f"{refit.family}: does the runs' objective pin down tokens/param at {PROFILE_BUDGET:.0e} FLOPs?"
+    return markdown_image(profile_png(card.profiles, title, trust.tolerance, trust.factor), f"{refit.family} profiles")
 
 
 def reasons(refit: FamilyRefit) -> str | None:
@@ -80,8 +137,11 @@ def check_results(refits: list[FamilyRefit], settings: GateSettings) -> list[dg.
     return results
 
 
-def materialize_result(refits: list[FamilyRefit], settings: GateSettings) -> dg.MaterializeResult:
-    """What was fitted and what was unchanged; for a single family also its card: versions, table, reasons, plot."""
+def materialize_result(
+    refits: list[FamilyRefit], settings: GateSettings, card: StoredCard | None = None, trust: TrustSettings | None = None
+) -> dg.MaterializeResult:
+    """What was fitted and what was unchanged; for a single family also its card: versions, loss-law statuses,
+    coefficient table, reasons, plot, and from ``card`` the allocation verdicts and the profile plot."""
     metadata: dict = {
         "families": ", ".join(r.family for r in refits),
         "fitted": ", ".join(fit_id for r in refits for fit_id in r.fit_ids) or "nothing new",
@@ -91,9 +151,17 @@ def materialize_result(refits: list[FamilyRefit], settings: GateSettings) -> dg.
         (refit,) = refits
         metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
         if refit.fitted:
+            metadata["loss_law_status"] = loss_law_statuses(refit)
             metadata["coefficients"] = coefficient_table(refit)
             if not_published := reasons(refit):
                 metadata["not_published"] = not_published
+            if shared := overlaps(refit):
+                metadata["overlaps"] = shared
             if image := plot(refit):
                 metadata["plot"] = dg.MetadataValue.md(image)
+        if card is not None:
+            if card.statuses.height:
+                metadata["allocation_status"] = table(card.statuses)
+            if image := profile_plot(refit, card, trust or TrustSettings()):
+                metadata["profile_plot"] = dg.MetadataValue.md(image)
     return dg.MaterializeResult(metadata=metadata, check_results=check_results(refits, settings))
