@@ -45,24 +45,36 @@ resamples at once.  Duplicated curves do not change a minimum, so a resample
 is the envelope of the distinct curves drawn.
 Because ``log N + log D = log C - log 6`` on every envelope point, the two
 least-squares slopes add to one (``a + b = 1``) exactly.
+
+:data:`APPROACH1` is the law in the catalogue (``"approach1"``): its data are
+the points of every run's curve with a ``run`` column naming the run, its
+parameters Approach 2's (``a, k_n, b, k_d``), and its bootstrap
+(:func:`laws.bootstrap.bootstrap`) resamples curves through
+:meth:`Approach1.refit_resamples`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from laws.catalog import get_law
 from laws.errors import FitError
 from laws.intervals import DEFAULT_LEVEL, percentile_interval
+from laws.isoflop import ISOFLOP
+from laws.law import ArrayFunctions, Data, Law
+from laws.options import Options
+from laws.parameters import ParameterSpace
 from laws.resample import cluster_counts
-from laws.runs import positive_array
-from laws.types import Allocation
+from laws.runs import positive_array, select_runs
+from laws.types import Allocation, FitResult
 
-__all__ = ["EnvelopeSettings", "Envelope", "Approach1Result", "envelope", "fit"]
+__all__ = [
+    "EnvelopeSettings", "Envelope", "Approach1Result", "envelope", "fit", "Approach1Options", "Approach1", "APPROACH1",
+]
 
 PARAM_NAMES: tuple[str, ...] = ("a", "k_n", "b", "k_d")
 MIN_ENVELOPE_POINTS = 3
@@ -174,7 +186,7 @@ class Approach1Result:
 # -- what this module takes from the rest of laws ------------------------------------------
 def _allocate(params: dict[str, Any], compute: Any, k: float) -> Allocation:
     """Allocation of the power laws ``N = k_n C**a``, ``D = k_d C**b`` (Approach 2's rule)."""
-    return get_law("isoflop").allocate(params, compute, flops_per_param_token=k)
+    return ISOFLOP.allocate(params, compute, flops_per_param_token=k)
 
 
 def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -362,3 +374,105 @@ def fit(
         settings=settings,
         seconds=time.perf_counter() - started,
     )
+
+
+# -- the law in the catalogue ------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Approach1Options(Options):
+    """Which points count (:class:`~laws.options.Options`: a zero weight leaves a point out) and how the
+    envelope is built (the fields of :class:`EnvelopeSettings` but the FLOPs per parameter and token)."""
+
+    use: str = "checkpoints"
+    grid_per_decade: float = 20.0
+    bracketed: bool = True
+
+    def envelope_settings(self) -> EnvelopeSettings:
+        return EnvelopeSettings(use=self.use, grid_per_decade=self.grid_per_decade, bracketed=self.bracketed)
+
+
+def _law_inputs(N: Any, D: Any, L: Any, runs: Any, options: Approach1Options) -> tuple[np.ndarray, ...]:
+    """The used points (``select_runs``: weights and exclusions) and their mask over the input."""
+    N, D, L, r = _inputs(N, D, L, runs)
+    used, _ = select_runs(L, options.weights, options.exclude_top_loss, min_runs=1)
+    return N[used], D[used], L[used], r[used], used
+
+
+def _fit_arrays(N: Any, D: Any, L: Any, runs: Any, options: Approach1Options | None = None) -> FitResult:
+    """Approach 1's point estimate as a :class:`~laws.types.FitResult` (no bootstrap here).
+
+    ``objective`` is the residual sum of squares of ``log N_opt`` on ``log C``
+    over the envelope; there is no loss prediction, so ``rmse_log`` is NaN.
+    """
+    started = time.perf_counter()
+    options = options or Approach1Options()
+    settings = options.envelope_settings()
+    N, D, L, r, used = _law_inputs(N, D, L, runs, options)
+    curves = _curves(N, D, L, r, settings)
+    winners = _winners(curves, np.ones((1, curves.size.size), bool), settings.bracketed)
+    point = _fit_rows(curves, winners, float(np.log(settings.flops_per_param_token)))[0]
+    env = _as_envelope(curves, winners[0], settings.flops_per_param_token)
+    if not np.isfinite(point).all():
+        raise FitError(
+            f"Approach 1 needs at least {MIN_ENVELOPE_POINTS} envelope points with a smaller and a larger "
+            f"model reaching the same compute; got {env.compute.size} (too few curves overlap in compute)"
+        )
+    a, k_n = point[0], point[1]
+    residuals = np.log(env.params) - (np.log(k_n) + a * np.log(env.compute))
+    return FitResult(
+        law="approach1",
+        params=dict(zip(PARAM_NAMES, map(float, point))),
+        objective=float(residuals @ residuals),
+        converged=True,
+        message=f"lower envelope of {env.compute.size} grid computes over {curves.curve.size} curves ({settings.use})",
+        n_runs=int(used.sum()),
+        seconds=time.perf_counter() - started,
+        used=used,
+        rmse_log=float("nan"),
+        objective_name="least_squares_log_n",
+        extras={"envelope": env, "n_curves": int(curves.curve.size), "n_runs": int(np.unique(r).size)},
+    )
+
+
+def _predict(params: Mapping[str, Any], N: np.ndarray, D: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """``N_opt`` at the points' compute ``6 N D`` (the run column is not needed)."""
+    return params["k_n"] * (6.0 * np.asarray(N, float) * np.asarray(D, float)) ** params["a"]
+
+
+class Approach1(Law):
+    """Hoffmann et al. 2022 Approach 1: no loss surface, the optimum read off the runs' curves."""
+
+    name = "approach1"
+    description = "Hoffmann et al. 2022 Approach 1: lower envelope of loss against compute, N_opt = k_n C^a, D_opt = k_d C^b"
+    parameters = ParameterSpace(PARAM_NAMES, frozenset({"k_n", "k_d"}))
+    required_columns = ("params", "tokens", "loss", "run")
+    options_type = Approach1Options
+    arrays = ArrayFunctions(_fit_arrays, _predict)
+    predicts = "n_opt"
+    allocates = True
+    approach = "Approach 1"
+    plausible = {"a": (0.0, 1.0)}
+    gated_intervals = ("a",)
+
+    def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
+        return ISOFLOP._optimum(params, C, k, unique_tokens)
+
+    def exponents(self, params: Mapping[str, Any]) -> tuple[Any, Any]:
+        return ISOFLOP.exponents(params)
+
+    def resample_groups(self, data: Data, options: Options | Mapping[str, Any] | None = None) -> np.ndarray:
+        """Curves: runs, or model sizes when the envelope is built from runs' final points (``use="ends"``)."""
+        return self.columns(data, ("params" if self.options(options).use == "ends" else "run",))[0]
+
+    def refit_resamples(self, data: Data, options: Options | Mapping[str, Any] | None, counts: np.ndarray) -> np.ndarray:
+        """Every resample's envelope and regression at once: a curve is in a resample when it was drawn."""
+        opts = self.options(options)
+        settings = opts.envelope_settings()
+        N, D, L, r, used = _law_inputs(*self.columns(data), opts)
+        curves = _curves(N, D, L, r, settings)
+        label = self.resample_groups(data, opts)[used]
+        _, first = np.unique(label, return_index=True)  # one point per curve; its count is the curve's
+        drawn = counts[:, used][:, first] > 0
+        return _fit_rows(curves, _winners(curves, drawn, settings.bracketed), float(np.log(settings.flops_per_param_token)))
+
+
+APPROACH1 = Approach1()

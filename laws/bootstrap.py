@@ -1,6 +1,9 @@
 """Bootstrap uncertainty for fitted laws: resample runs, refit, take percentiles.
 
 Every resample draws ``n`` runs with replacement from the ``n`` used runs.
+When the observations are checkpoints, several per run, ``groups`` names the
+run of each and whole runs are drawn instead (a cluster bootstrap,
+:mod:`laws.resample`): checkpoints of one run are not independent evidence.
 Rather than building ``B`` new data sets, a resample is the *same* arrays with
 weights equal to how often each run was drawn (a multinomial draw), which
 makes the resamples a batch of weighted fits over shared data.  For laws with
@@ -8,7 +11,8 @@ a :class:`~laws.optimize.Problem`, all resamples are then refined together by
 the batched Newton iteration of :mod:`laws.optimize`, each started from the
 full-data optimum (a resample's optimum is a small perturbation of it; that
 is the premise of the bootstrap).  Approach 2 has no such problem and is
-refitted resample by resample.
+refitted resample by resample; Approach 1 rebuilds every resample's envelope
+at once (:meth:`~laws.law.Law.refit_resamples`).
 
 Intervals are percentile intervals.  Correlations between parameters are
 Spearman (rank) correlations: invariant to reporting ``A`` or ``log A``, and
@@ -31,6 +35,7 @@ from laws.intervals import DEFAULT_LEVEL, Samples, check_level
 from laws.law import Data, Law
 from laws.optimize import Problem, newton
 from laws.options import Options
+from laws.resample import resample_counts
 from laws.types import FitResult
 
 __all__ = ["BootstrapResult", "bootstrap", "spearman"]
@@ -70,6 +75,7 @@ class BootstrapResult:
         seconds: wall-clock time including the full-data fit.
         resample_counts: ``(B, n)`` how often each used run was drawn in each
             resample (columns follow ``fit.used``), to reproduce any resample.
+        clustered: resamples drew whole groups (runs) rather than observations.
     """
 
     law: Law
@@ -83,6 +89,7 @@ class BootstrapResult:
     converged_fraction: float
     seconds: float
     resample_counts: np.ndarray
+    clustered: bool = False
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -102,6 +109,18 @@ def _vectorised(problem: Problem, theta_hat: np.ndarray, counts: np.ndarray) -> 
         samples[s : s + chunk] = problem.to_natural(res.theta)
         conv[s : s + chunk] = res.converged
     return samples, conv
+
+
+def _batched(
+    law: Law, data: Data, full: FitResult, counts: np.ndarray, options: Options
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """All resamples from the law's own batched refit, or None if it has none."""
+    on_inputs = np.zeros((counts.shape[0], full.used.size))
+    on_inputs[:, full.used] = counts
+    values = law.refit_resamples(data, options, on_inputs)
+    if values is None:
+        return None
+    return values, np.isfinite(values).all(axis=1)
 
 
 def _looped(law: Law, data: Data, full: FitResult, counts: np.ndarray, options: Options) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +154,7 @@ def bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = DEFAULT_LEVEL,
+    groups: Any = None,
 ) -> BootstrapResult:
     """Bootstrap a law's fit over runs.
 
@@ -148,6 +168,9 @@ def bootstrap(
         n_resamples: number of resamples ``B``.
         seed: seed for the multinomial draws; results are reproducible.
         level: coverage of the percentile intervals.
+        groups: one label per input observation naming its run: resamples
+            draw runs, each with all its observations.  None: the law's own
+            unit (:meth:`~laws.law.Law.resample_groups`), else observations.
 
     Returns:
         A :class:`BootstrapResult`.
@@ -164,14 +187,16 @@ def bootstrap(
     opts = spec.options(options)
     full = spec.fit(data, opts)
     n = int(full.used.sum())
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
+    if groups is None:
+        groups = spec.resample_groups(data, opts)
+    used_groups = None if groups is None else np.asarray(groups)[full.used]
+    counts = resample_counts(n, n_resamples, groups=used_groups, seed=seed)
     problem = spec.make_problem(data, opts)
     if problem is not None:
         values, conv = _vectorised(problem, full.extras["theta"], counts)
         names = problem.param_names
     else:
-        values, conv = _looped(spec, data, full, counts, opts)
+        values, conv = _batched(spec, data, full, counts, opts) or _looped(spec, data, full, counts, opts)
         names = tuple(full.params)
     samples = Samples(tuple(names), values)
     return BootstrapResult(
@@ -186,4 +211,5 @@ def bootstrap(
         converged_fraction=float(conv.mean()),
         seconds=time.perf_counter() - started,
         resample_counts=counts,
+        clustered=used_groups is not None,
     )

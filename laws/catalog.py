@@ -1,13 +1,14 @@
 """The catalogue of laws: every :class:`~laws.law.Law` by name.
 
 The registry and pipelines work with columns (``params``, ``tokens``,
-``loss``, ``unique_tokens``, ``flops``, ``budget``) and a law's name as it
+``loss``, ``unique_tokens``, ``flops``, ``budget``, ``run``) and a law's name as it
 is stored; this is where a name becomes the law that answers for it.
 Iterating ``LAWS`` gives the laws in the order refits list them.
 """
 
 from __future__ import annotations
 
+from laws.approach1 import APPROACH1
 from laws.broken_power_law import BROKEN_POWER_LAW
 from laws.chinchilla import CHINCHILLA
 from laws.data_constrained import DATA_CONSTRAINED
@@ -17,7 +18,9 @@ from laws.law import COLUMNS, Law
 
 __all__ = ["Law", "LAWS", "get_law", "COLUMNS"]
 
-LAWS: dict[str, Law] = {law.name: law for law in (CHINCHILLA, ISOFLOP, KAPLAN, BROKEN_POWER_LAW, DATA_CONSTRAINED)}
+LAWS: dict[str, Law] = {
+    law.name: law for law in (CHINCHILLA, ISOFLOP, APPROACH1, KAPLAN, BROKEN_POWER_LAW, DATA_CONSTRAINED)
+}
 
 
 def get_law(name: str | Law) -> Law:

@@ -19,6 +19,12 @@ projection instead:
 
 The log-space parameterisation keeps E, A, B positive without bounds and
 makes ``log L_hat`` a log-sum-exp, which is numerically stable for any N, D.
+
+With ``tie_exponents`` the law has one exponent for N and D (Gadre et al.
+2024: ``L = E + A N**-eta + B D**-eta``): ``beta`` is ``alpha``.  The fit
+keeps the five columns of ``theta`` but moves only four (the ``beta`` column
+follows ``alpha``, see :class:`~laws.parameters.ParameterSpace`), and the
+global search covers the diagonal of the exponent grid.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from laws import allocation
 from laws.law import ArrayFunctions, Law
 from laws.objectives import rho
 from laws.optimize import Problem, build_problem, fit_result, polish
-from laws.options import FitOptions
+from laws.options import FitOptions, Options
 from laws.parameters import ParameterSpace
 from laws.runs import positive_array
 from laws.types import FitResult
@@ -47,6 +53,7 @@ __all__ = [
     "predict",
     "log_model",
     "make_problem",
+    "tied_log_model",
     "fit",
     "Chinchilla",
     "CHINCHILLA",
@@ -55,6 +62,8 @@ __all__ = [
 PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 LOG_PARAMS = frozenset({"E", "A", "B"})
 SPACE = ParameterSpace(PARAM_NAMES, LOG_PARAMS)
+#: one exponent for N and D: beta is alpha
+TIED_SPACE = ParameterSpace(PARAM_NAMES, LOG_PARAMS, ties=(("beta", "alpha"),))
 #: exponent range covered by the grid when no bounds are given; LM losses have
 #: exponents around 0.05-1, the reference multi-start grid spans 0-2.
 EXPONENT_RANGE: tuple[float, float] = (0.02, 2.5)
@@ -62,10 +71,16 @@ EXPONENT_RANGE: tuple[float, float] = (0.02, 2.5)
 
 @dataclass(frozen=True, eq=False)
 class ChinchillaOptions(FitOptions):
-    """:class:`~laws.options.FitOptions` plus ``grid_size``: points per exponent
-    axis of the variable-projection grid."""
+    """:class:`~laws.options.FitOptions` plus the law's own settings.
+
+    Attributes:
+        grid_size: points per exponent axis of the variable-projection grid.
+        tie_exponents: fit one exponent for N and D (``beta = alpha``), as
+            Gadre et al. 2024 do; bounds and fixed values then name ``alpha``.
+    """
 
     grid_size: int = 64
+    tie_exponents: bool = False
 
 
 def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -115,6 +130,19 @@ def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.nda
     return m, J
 
 
+def tied_log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_model` with ``beta = alpha``: the ``beta`` column is read from ``alpha``,
+    and ``alpha``'s derivative carries both terms (``beta``'s is zero)."""
+    m, J = log_model(TIED_SPACE.tied(np.atleast_2d(theta)), lN, lD)
+    J[:, 3] += J[:, 4]
+    J[:, 4] = 0.0
+    return m, J
+
+
+def _tied(options: FitOptions) -> bool:
+    return bool(getattr(options, "tie_exponents", False))
+
+
 def make_problem(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: FitOptions | None = None) -> Problem:
     """Validate the runs and describe the fit as a :class:`~laws.optimize.Problem`.
 
@@ -124,9 +152,11 @@ def make_problem(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: FitOption
     L = positive_array("loss", L)
     N = positive_array("params (N)", N, L.size)
     D = positive_array("tokens (D)", D, L.size)
+    options = options or ChinchillaOptions()
+    tied = _tied(options)
     return build_problem(
-        "chinchilla", SPACE, log_model,
-        loss=L, runs={"lN": np.log(N), "lD": np.log(D)}, options=options or ChinchillaOptions(),
+        "chinchilla", TIED_SPACE if tied else SPACE, tied_log_model if tied else log_model,
+        loss=L, runs={"lN": np.log(N), "lD": np.log(D)}, options=options,
     )
 
 
@@ -146,6 +176,8 @@ def _exponent_grid(problem: Problem, j: int, size: int) -> np.ndarray:
 def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> tuple[np.ndarray, dict]:
     """Starting points from the variable-projection grid over ``(alpha, beta)``.
 
+    With tied exponents the grid is its diagonal, ``beta = alpha``.
+
     Returns:
         ``(starts (K, 5), info)`` where ``info`` holds the grid and profile.
     """
@@ -153,27 +185,36 @@ def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> t
     fixed_theta = problem.extras["fixed_theta"]
     L = problem.loss
     w = problem.weights / L**2 if problem.objective.log_space else problem.weights
+    tied = bool(problem.space.ties)
     alphas = _exponent_grid(problem, 3, grid_size)
-    betas = _exponent_grid(problem, 4, grid_size)
+    betas = alphas if tied else _exponent_grid(problem, 4, grid_size)
     X1 = np.exp(-alphas[:, None] * lN[None, :])  # (na, n)
     X2 = np.exp(-betas[:, None] * lD[None, :])  # (nb, n)
     na, nb = alphas.size, betas.size
+    if tied:  # grid point i is (alphas[i], alphas[i]): the two terms vary together
+        shape, X1g, X2g = (na,), X1, X2
+        cross = np.einsum("in,n,in->i", X1, w, X2)
+    else:  # grid point (i, j) is (alphas[i], betas[j])
+        shape, X1g, X2g = (na, nb), X1[:, None, :], X2[None, :, :]
+        cross = (X1 * w) @ X2.T
+    by_alpha = (lambda v: v) if tied else (lambda v: v[:, None])
+    by_beta = (lambda v: v) if tied else (lambda v: v[None, :])
     wL = w * L
-    gram = np.empty((na, nb, 3, 3))
-    rhs = np.empty((na, nb, 3))
+    gram = np.empty(shape + (3, 3))
+    rhs = np.empty(shape + (3,))
     gram[..., 0, 0] = w.sum()
-    gram[..., 0, 1] = gram[..., 1, 0] = (X1 @ w)[:, None]
-    gram[..., 0, 2] = gram[..., 2, 0] = (X2 @ w)[None, :]
-    gram[..., 1, 1] = ((X1 * X1) @ w)[:, None]
-    gram[..., 2, 2] = ((X2 * X2) @ w)[None, :]
-    gram[..., 1, 2] = gram[..., 2, 1] = (X1 * w) @ X2.T
+    gram[..., 0, 1] = gram[..., 1, 0] = by_alpha(X1 @ w)
+    gram[..., 0, 2] = gram[..., 2, 0] = by_beta(X2 @ w)
+    gram[..., 1, 1] = by_alpha((X1 * X1) @ w)
+    gram[..., 2, 2] = by_beta((X2 * X2) @ w)
+    gram[..., 1, 2] = gram[..., 2, 1] = cross
     rhs[..., 0] = wL.sum()
-    rhs[..., 1] = (X1 @ wL)[:, None]
-    rhs[..., 2] = (X2 @ wL)[None, :]
-    yy = np.full((na, nb), (wL * L).sum())
+    rhs[..., 1] = by_alpha(X1 @ wL)
+    rhs[..., 2] = by_beta(X2 @ wL)
+    yy = np.full(shape, (wL * L).sum())
 
     lin_fixed = ~problem.free[:3]
-    coef = np.zeros((na, nb, 3))
+    coef = np.zeros(shape + (3,))
     if lin_fixed.any():
         c = np.exp(fixed_theta[:3][lin_fixed])  # fixed E/A/B values
         Fi = np.flatnonzero(lin_fixed)
@@ -193,8 +234,8 @@ def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> t
 
     # True objective at the profiled coefficients: the grid proxy (weighted
     # least squares) can rank basins differently from a robust objective.
-    pred = coef[..., 1, None] * X1[:, None, :]
-    pred += coef[..., 2, None] * X2[None, :, :]
+    pred = coef[..., 1, None] * X1g
+    pred += coef[..., 2, None] * X2g
     pred += coef[..., 0, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         if problem.objective.log_space:
@@ -212,14 +253,14 @@ def varpro_starts(problem: Problem, grid_size: int = 64, n_starts: int = 4) -> t
             seen.append(ij)
     floor_scale = 1e-8 * np.median(L)
     starts = []
-    for i, j in seen:
-        E, A, B = coef[i, j]
-        al, be = alphas[i], betas[j]
+    for cell in seen:
+        E, A, B = coef[cell]
+        al, be = alphas[cell[0]], betas[cell[-1]]  # (i,) on the diagonal, (i, j) on the full grid
         E = max(E, floor_scale)
         A = max(A, floor_scale * np.exp(al * np.median(lN)))
         B = max(B, floor_scale * np.exp(be * np.median(lD)))
         th = np.array([np.log(E), np.log(A), np.log(B), al, be])
-        th = np.where(problem.free, th, fixed_theta)
+        th = np.where(np.isnan(fixed_theta), th, fixed_theta)  # fixed values in; a tied beta keeps alpha's
         starts.append(problem.clip(th))
     info = {"alphas": alphas, "betas": betas, "profile_rss": rss, "grid_objective": true_obj}
     return np.array(starts), info
@@ -246,11 +287,12 @@ def fit(N: np.ndarray, D: np.ndarray, L: np.ndarray, options: ChinchillaOptions 
     options = options or ChinchillaOptions()
     problem = make_problem(N, D, L, options)
     if options.init is not None:
-        th = SPACE.to_theta({**dict(options.init), **dict(options.fixed or {})})
+        th = problem.space.to_theta({**dict(options.init), **dict(options.fixed or {})})
         starts, info = problem.clip(th)[None], {}
     else:
         starts, info = varpro_starts(problem, grid_size=options.grid_size, n_starts=options.n_starts)
     theta, f, conv, msg, details = polish(problem, starts)
+    theta = problem.space.tied(theta)
     lN, lD, w = problem.extras["lN"], problem.extras["lD"], problem.weights
     design = {"log_design_correlation": _weighted_corr(lN, lD, w)}
     return fit_result(problem, theta, f, conv, msg, started, extras={"grid": info, **design, **details})
@@ -282,6 +324,14 @@ class Chinchilla(Law):
     allocates = True
     inference_aware = True
     primary = True
+    approach = "Approach 3"
+    profiled = True
+    plausible = {"alpha": (0.0, 2.0), "beta": (0.0, 2.0)}
+    gated_intervals = ("alpha", "beta")
+
+    def space(self, options: Options | Mapping[str, Any] | None = None) -> ParameterSpace:
+        """The five parameters; with ``tie_exponents`` ``beta`` follows ``alpha``."""
+        return TIED_SPACE if _tied(self.options(options)) else SPACE
 
     def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
         return allocation.chinchilla_optimum(params, C, k)

@@ -204,6 +204,8 @@ class DataConstrained(Law):
     options_type = FitOptions
     arrays = ArrayFunctions(fit, predict, make_problem)
     allocates = True
+    plausible = {"alpha": (0.0, 2.0), "beta": (0.0, 2.0)}
+    gated_intervals = ("alpha", "beta")
 
     def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
         """Chinchilla's closed form with unlimited data; else numerically, repeating the ``unique_tokens``."""

@@ -55,9 +55,12 @@ def identifiability(
     names = list(bootstrap_result.param_names)
     corr = np.asarray(bootstrap_result.correlation, float)
     samples = bootstrap_result.samples.values
-    pairs = []
+    pairs, tied = [], set()
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
+            if np.array_equal(samples[:, i], samples[:, j], equal_nan=True):
+                tied.add(frozenset((names[i], names[j])))  # one parameter twice (a shared exponent), not a confound
+                continue
             c = corr[i, j]
             if np.isfinite(c) and abs(c) > threshold:
                 pairs.append((names[i], names[j], float(c)))
@@ -102,7 +105,7 @@ def identifiability(
     design = bootstrap_result.fit.extras.get("log_design_correlation")
     out["log_design_correlation"] = design
     out["design_confounded"] = bool(design is not None and abs(design) > threshold)
-    if out["design_confounded"] and "alpha_beta_confounded" in out:
+    if out["design_confounded"] and "alpha_beta_confounded" in out and frozenset(("alpha", "beta")) not in tied:
         out["alpha_beta_confounded"] = True
     benign = {frozenset(("A", "alpha")), frozenset(("B", "beta"))}
     out["identifiable"] = (

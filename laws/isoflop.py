@@ -184,6 +184,9 @@ class Isoflop(Law):
     predicts = "n_opt"
     allocates = True
     cross_checks_exponent = True
+    approach = "Approach 2"
+    plausible = {"a": (0.0, 1.0), "b": (0.0, 1.0)}
+    gated_intervals = ("a",)
 
     def predict(self, params: Mapping[str, Any], data: Data) -> np.ndarray:
         """``N_opt`` at the runs' budgets."""

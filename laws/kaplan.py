@@ -165,6 +165,10 @@ class Kaplan(Law):
     options_type = KaplanOptions
     arrays = ArrayFunctions(fit, predict, make_problem)
     allocates = True
+    #: Kaplan et al. found alpha_N = 0.076, alpha_D = 0.095, N_c = 8.8e13, D_c = 5.4e13; a scale beyond
+    #: 1e22 (more parameters or tokens than any run could have) is a fit running off, not a finding
+    plausible = {"alpha_N": (0.0, 2.0), "alpha_D": (0.0, 2.0), "N_c": (1e3, 1e22), "D_c": (1e3, 1e22)}
+    gated_intervals = ("alpha_N", "alpha_D", "N_c", "D_c")
 
     def _optimum(self, params: Mapping[str, Any], C: np.ndarray, k: float, unique_tokens: Any) -> tuple[Any, Any, Any]:
         return allocation.numeric_optimum(predict, params, C, k)

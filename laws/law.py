@@ -32,8 +32,9 @@ __all__ = ["Law", "ArrayFunctions", "Data", "COLUMNS"]
 
 Data = Mapping[str, np.ndarray]
 
-#: every column name a law may require
-COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "unique_tokens", "flops", "budget")
+#: every column name a law may require; ``run`` numbers the run each observation (a
+#: checkpoint) belongs to, for a law that reads training curves
+COLUMNS: tuple[str, ...] = ("params", "tokens", "loss", "unique_tokens", "flops", "budget", "run")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,16 @@ class Law:
         fitted_per_family: a refit fits the law to every family whose runs
             carry its columns (False for a law of one series, such as loss
             against compute along a chosen frontier).
+        approach: Hoffmann et al.'s name for the law's route to the
+            allocation ("Approach 1", "2", "3"), or None; the approaches a
+            family's runs support are compared with one another.
+        profiled: the allocation's identification is checked by profiles of
+            the objective (:mod:`laws.profiles`, the Chinchilla form).
+        plausible: natural-scale ``{name: (lo, hi)}`` outside which a fitted
+            parameter is not believable (open interval).
+        gated_intervals: the parameters whose bootstrap interval must be
+            narrow enough to plan with (exponents relative to their value,
+            scales in decades).
         arrays: the module's functions on arrays that :meth:`fit`,
             :meth:`predict` and :meth:`make_problem` call.
     """
@@ -92,6 +103,10 @@ class Law:
     primary: ClassVar[bool] = False
     cross_checks_exponent: ClassVar[bool] = False
     fitted_per_family: ClassVar[bool] = True
+    approach: ClassVar[str | None] = None
+    profiled: ClassVar[bool] = False
+    plausible: ClassVar[Mapping[str, tuple[float, float]]] = {}
+    gated_intervals: ClassVar[tuple[str, ...]] = ()
     arrays: ClassVar[ArrayFunctions]
 
     def __repr__(self) -> str:
@@ -163,6 +178,17 @@ class Law:
         if self.arrays.make_problem is None:
             return None
         return self.arrays.make_problem(*self.columns(data), self.options(options))
+
+    def resample_groups(self, data: Data, options: Options | Mapping[str, Any] | None = None) -> np.ndarray | None:
+        """The unit a bootstrap of this law resamples, one label per observation; None: each observation."""
+        return None
+
+    def refit_resamples(
+        self, data: Data, options: Options | Mapping[str, Any] | None, counts: np.ndarray
+    ) -> np.ndarray | None:
+        """Parameters ``(B, p)`` of every resample at once (``counts`` over the input observations), for a
+        law with no :class:`~laws.optimize.Problem` that can refit all resamples together; None: one by one."""
+        return None
 
     # -- allocation ---------------------------------------------------------
     def allocate(

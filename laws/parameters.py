@@ -29,10 +29,15 @@ class ParameterSpace:
     Attributes:
         names: natural parameter names.
         log_params: the names optimised as their logarithm.
+        ties: ``(follower, leader)`` pairs: the follower takes the leader's
+            value (a shared exponent, ``beta = alpha``).  Its column stays in
+            ``theta`` so every configuration has the same columns, but the
+            optimiser never moves it and the natural values copy the leader.
     """
 
     names: tuple[str, ...]
     log_params: frozenset[str]
+    ties: tuple[tuple[str, str], ...] = ()
 
     @property
     def log_index(self) -> list[int]:
@@ -40,19 +45,31 @@ class ParameterSpace:
         return [i for i, name in enumerate(self.names) if name in self.log_params]
 
     def to_theta(self, params: Mapping[str, Any]) -> np.ndarray:
-        """Natural parameters (a mapping with at least ``names``) to the internal vector."""
+        """Natural parameters (a mapping with at least ``names``; a tied name may be left out) to the internal vector."""
+        leader = dict(self.ties)
+        values = [params[leader.get(name, name)] for name in self.names]
         with np.errstate(divide="ignore"):  # a scale fixed at 0 is log 0 = -inf
             return np.array(
-                [np.log(params[name]) if name in self.log_params else params[name] for name in self.names], float
+                [np.log(v) if name in self.log_params else v for name, v in zip(self.names, values)], float
             )
 
     def to_natural(self, theta: np.ndarray) -> np.ndarray:
         """Internal ``theta (..., p)`` to natural values ``(..., p)`` in ``names`` order."""
-        theta = np.asarray(theta, float)
+        theta = self.tied(theta)
         out = theta.copy()
         index = self.log_index
         with np.errstate(over="ignore"):  # an unidentified scale may run off to inf
             out[..., index] = np.exp(theta[..., index])
+        return out
+
+    def tied(self, theta: np.ndarray) -> np.ndarray:
+        """``theta`` with every follower's column set to its leader's (``theta`` itself when nothing is tied)."""
+        theta = np.asarray(theta, float)
+        if not self.ties:
+            return theta
+        out = theta.copy()
+        for follower, leader in self.ties:
+            out[..., self.names.index(follower)] = theta[..., self.names.index(leader)]
         return out
 
     def resolve_bounds(
@@ -71,6 +88,10 @@ class ParameterSpace:
         unknown = (set(bounds) | set(fixed)) - set(self.names)
         if unknown:
             raise ValueError(f"unknown parameter(s) {sorted(unknown)}; this law has {list(self.names)}")
+        leader = dict(self.ties)
+        tied = sorted((set(bounds) | set(fixed)) & set(leader))
+        if tied:
+            raise ValueError(f"{tied[0]} is tied to {leader[tied[0]]} here: bound or fix {leader[tied[0]]} instead")
         p = len(self.names)
         lower = np.full(p, -np.inf)
         upper = np.full(p, np.inf)
@@ -86,6 +107,9 @@ class ParameterSpace:
                 upper[i] = np.inf if hi is None else hi
             if lower[i] > upper[i]:
                 raise ValueError(f"empty bounds for {name}: {bounds.get(name)}")
+            if name in leader:  # carried in theta, never moved: its value is the leader's
+                lower[i], upper[i], free[i] = -np.inf, np.inf, False
+                continue
             if name in fixed:
                 v = float(fixed[name])
                 if name in self.log_params:

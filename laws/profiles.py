@@ -8,8 +8,10 @@ does not reveal this reliably (every resample is refined from the same
 optimum), but a *profile* does: hold one quantity fixed on a grid, refit
 everything else, and watch how much the objective and the allocation move.
 When the objective stays within a small relative tolerance of its minimum
-over a range in which tokens per parameter at a budget changes by more than
-a factor, the runs do not decide the allocation at that budget.
+over a range in which tokens per parameter at a budget lies more than a
+factor away from the fit's own answer (``max(hi / estimate, estimate / lo)``),
+the runs do not decide the allocation at that budget: an equally good fit
+gives an answer that far from the published number.
 
 Two profiles are computed, each with the fit's own objective, weights and
 exclusions:
@@ -61,7 +63,7 @@ from laws.chinchilla import CHINCHILLA
 from laws.optimize import Problem, newton
 from laws.varpro import local_minima, nnls_gram
 
-__all__ = ["PARAMETERS", "Profile", "ProfileCheck", "profile"]
+__all__ = ["PARAMETERS", "Profile", "ProfileCheck", "profile", "spread_around"]
 
 NATURAL_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 #: columns of ``theta = (log E, log A, log B, alpha, beta)``; the ``a`` profile uses
@@ -91,15 +93,18 @@ class ProfileCheck:
     Attributes:
         parameter: the profiled quantity, "E" or "a".
         budget: training FLOPs.
-        identified: False when tokens per parameter moves by more than
-            ``factor`` over the part of the profile within ``tolerance``.
+        identified: False when, over the part of the profile within
+            ``tolerance``, tokens per parameter lies more than ``factor`` away
+            from ``estimate`` (:attr:`spread` > ``factor``).
         tolerance: relative objective excess counted as "as good as the optimum".
-        factor: largest tolerated ratio of tokens per parameter.
+        factor: largest tolerated ratio to the estimate.
         value_range: lowest and highest profiled value within tolerance.
         tokens_per_param_range: lowest and highest tokens per parameter at
             ``budget`` over the grid points within tolerance.
         at_grid_edge: the within-tolerance region reaches an end of the grid,
             so both ranges are lower bounds on how much the runs leave open.
+        estimate: the fit's own tokens per parameter at ``budget`` (the
+            published answer the spread is measured against).
     """
 
     parameter: str
@@ -110,12 +115,20 @@ class ProfileCheck:
     value_range: tuple[float, float]
     tokens_per_param_range: tuple[float, float]
     at_grid_edge: bool
+    estimate: float
 
     @property
     def spread(self) -> float:
-        """Highest over lowest tokens per parameter within tolerance."""
-        lo, hi = self.tokens_per_param_range
-        return hi / lo
+        """How far an equally good fit's tokens per parameter lies from the estimate: ``max(hi / est, est / lo)``."""
+        return spread_around(self.estimate, self.tokens_per_param_range)
+
+
+def spread_around(estimate: float, tokens_per_param_range: tuple[float, float]) -> float:
+    """``max(hi / estimate, estimate / lo)``: how far the range reaches from the estimate (inf when undefined)."""
+    lo, hi = tokens_per_param_range
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0 and np.isfinite(estimate) and estimate > 0):
+        return float("inf")
+    return float(max(hi / estimate, estimate / lo))
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +145,8 @@ class Profile:
         budgets: training FLOPs at which the allocation was evaluated.
         tokens_per_param: ``(len(grid), len(budgets))`` compute-optimal tokens
             per parameter of each constrained fit.
+        estimate: ``(len(budgets),)`` tokens per parameter of the free fit: the
+            answer a check measures the spread against unless told otherwise.
         best_objective: the lowest objective seen (the free fit's, unless the
             profile found a lower one: then the free fit was a local optimum).
         best_value: the profiled quantity at the free fit.
@@ -146,6 +161,7 @@ class Profile:
     params: dict[str, np.ndarray]
     budgets: np.ndarray
     tokens_per_param: np.ndarray
+    estimate: np.ndarray
     best_objective: float
     best_value: float
     converged: np.ndarray
@@ -162,18 +178,27 @@ class Profile:
         """Mask of grid points whose objective is within ``tolerance`` (relative) of the best."""
         return self.excess() <= tolerance
 
-    def tokens_per_param_at(self, budget: float) -> np.ndarray:
-        """Tokens per parameter at ``budget`` (one of :attr:`budgets`) for every grid point."""
+    def _budget_index(self, budget: float) -> int:
         hit = np.flatnonzero(np.isclose(self.budgets, budget, rtol=1e-9, atol=0))
         if hit.size == 0:
             raise ValueError(f"budget {budget:.3g} was not profiled; budgets are {self.budgets.tolist()}")
-        return self.tokens_per_param[:, hit[0]]
+        return int(hit[0])
 
-    def check(self, budget: float, *, tolerance: float = 0.01, factor: float = 2.0) -> ProfileCheck:
-        """Does tokens per parameter at ``budget`` move by more than ``factor`` within ``tolerance``?"""
+    def tokens_per_param_at(self, budget: float) -> np.ndarray:
+        """Tokens per parameter at ``budget`` (one of :attr:`budgets`) for every grid point."""
+        return self.tokens_per_param[:, self._budget_index(budget)]
+
+    def check(
+        self, budget: float, *, tolerance: float = 0.01, factor: float = 2.0, estimate: float | None = None
+    ) -> ProfileCheck:
+        """Does tokens per parameter at ``budget`` lie more than ``factor`` from the estimate within ``tolerance``?
+
+        ``estimate`` is the answer the fit publishes (default: the free fit's, :attr:`estimate`).
+        """
         if not (tolerance >= 0 and factor >= 1):
             raise ValueError(f"need tolerance >= 0 and factor >= 1, got {tolerance} and {factor}")
         tpp = self.tokens_per_param_at(budget)
+        answer = float(self.estimate[self._budget_index(budget)] if estimate is None else estimate)
         ok = np.isfinite(tpp) & (tpp > 0)
         excess = self.excess()
         inside = self.within(tolerance) & ok
@@ -193,16 +218,17 @@ class Profile:
         return ProfileCheck(
             parameter=self.parameter,
             budget=float(budget),
-            identified=bool(hi <= factor * lo),
+            identified=bool(spread_around(answer, (lo, hi)) <= factor),
             tolerance=float(tolerance),
             factor=float(factor),
             value_range=(float(min(values)), float(max(values))),
             tokens_per_param_range=(lo, hi),
             at_grid_edge=bool(edge),
+            estimate=answer,
         )
 
     def identified(self, budget: float, *, tolerance: float = 0.01, factor: float = 2.0) -> bool:
-        """True when the profile pins tokens per parameter at ``budget`` within ``factor``."""
+        """True when the profile pins tokens per parameter at ``budget`` within ``factor`` of the free fit's."""
         return self.check(budget, tolerance=tolerance, factor=factor).identified
 
 
@@ -291,12 +317,16 @@ def _theta_from(problem: Problem, coef: np.ndarray, alpha: np.ndarray, beta: np.
 
 
 def _E_starts(problem: Problem, log_E: np.ndarray) -> np.ndarray:
-    """``(G, k, 5)`` starts for the E profile at ``exp(log_E)``."""
+    """``(G, k, 5)`` starts for the E profile at ``exp(log_E)`` (on the grid's diagonal when beta is alpha)."""
     ex = np.geomspace(*EXPONENTS, START_GRID)
-    alpha, beta = ex[None, :, None], ex[None, None, :]
-    coef, rss = _linear_fit(problem, alpha, beta, np.exp(log_E)[:, None, None])
+    if problem.space.ties:
+        alpha = beta = ex[None, :]
+    else:
+        alpha, beta = ex[None, :, None], ex[None, None, :]
+    per_value = (slice(None),) + (None,) * (alpha.ndim - 1)
+    coef, rss = _linear_fit(problem, alpha, beta, np.exp(log_E)[per_value])
     theta = _theta_from(problem, coef, np.broadcast_to(alpha, rss.shape), np.broadcast_to(beta, rss.shape))
-    theta[..., _E] = log_E[:, None, None]
+    theta[..., _E] = log_E[per_value]
     return _pick(theta, rss)
 
 
@@ -451,6 +481,7 @@ def _profile(axis: _Axis, budgets: Sequence[float], tokens_per_param: Callable, 
         params={name: nat[:, i] for i, name in enumerate(NATURAL_NAMES)},
         budgets=budgets_arr,
         tokens_per_param=tokens_per_param(nat, budgets_arr),
+        estimate=tokens_per_param(axis.natural(free.theta), budgets_arr)[0],
         best_objective=float(min(free.objective[0], points.objective.min())),
         best_value=float(axis.reported(free.values)[0]),
         converged=points.converged,
@@ -484,6 +515,8 @@ def _E_axis(problem: Problem, theta_hat: np.ndarray, n_grid: int, span: tuple[fl
 
 def _share_problem(problem: Problem) -> Problem:
     """The fit in ``(log E, log A, log B, s, a)`` with ``alpha = (1 - a) s``, ``beta = a s``; ``a`` not moved."""
+    if problem.space.ties:
+        raise ValueError("with one shared exponent (beta = alpha) a is 0.5 by construction: there is no a to profile")
     if not (problem.free[_ALPHA] and problem.free[_BETA]):
         raise ValueError("the a profile needs alpha and beta free (a fixed exponent ties a to the other)")
     if np.isfinite(problem.lower[_ALPHA:]).any() or np.isfinite(problem.upper[_ALPHA:]).any():
@@ -556,7 +589,8 @@ def profile(
         options: the fit's options (a mapping or the law's options record),
             exactly as the fit was made.  A fixed ``E`` gives a one-point E
             profile (and is held in the a profile); A and B must be free, and
-            for the a profile alpha and beta free and unbounded.
+            for the a profile alpha and beta free, unbounded and not tied
+            (with ``tie_exponents`` the E profile keeps beta = alpha).
         start: the free fit's natural parameters, if already fitted (saves a fit).
         n_grid: grid points, evenly spaced in the parameter.
         span: for "E", fractions of the lowest fitted loss (default 0.02 to

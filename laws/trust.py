@@ -8,9 +8,13 @@ own verdict per budget, one of
 ``unidentified``
     a profile of the objective (:mod:`laws.profiles`) stays within the
     tolerance of its minimum over a range in which tokens per parameter at
-    this budget moves by more than the factor: the runs do not decide the
-    answer, even where they are.  Also when no profile was computed, or the
-    fit gives no finite allocation.
+    this budget lies more than the factor away from the fit's own answer
+    (``max(hi / estimate, estimate / lo)``): an equally good fit gives an
+    answer that far from the published number, so the runs do not decide it,
+    even where they are.  A law with no loss surface to profile (Approach 1
+    and 2 regress the optimum on compute directly) is judged the same way on
+    its bootstrap interval of tokens per parameter.  Also unidentified when
+    neither was checked, or the fit gives no finite allocation.
 ``approaches_disagree``
     two or more approaches the runs support (Approach 1, 2, 3) give tokens
     per parameter that differ by more than the disagreement factor: the
@@ -41,7 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from laws.profiles import PARAMETERS, Profile, ProfileCheck
+from laws.profiles import PARAMETERS, Profile, ProfileCheck, spread_around
 
 __all__ = [
     "Status",
@@ -73,8 +77,9 @@ class TrustSettings:
     Attributes:
         tolerance: relative objective excess over the best fit that counts as
             "fits as well" on a profile (0.01 = 1%).
-        factor: an allocation is unidentified when tokens per parameter moves
-            by more than this factor within the tolerance.
+        factor: an allocation is unidentified when, within the tolerance,
+            tokens per parameter lies more than this factor from the fit's
+            own answer.
         max_decades_above: budgets more than this many decades above the
             family's largest compute are extrapolated.
         disagreement_factor: approaches disagree when their tokens per
@@ -83,10 +88,9 @@ class TrustSettings:
             allocation unidentified; checks of other profiles are reported
             (``profile_checks``) but do not gate.  The ``a`` profile's
             within-tolerance range is close to a confidence interval of the
-            allocation exponent, and far above the runs it spans more than a
-            factor 2 even for well-sampled families (Chinchilla's own runs:
-            x2.7 at 1e24), while the ``E`` profile catches the degeneracy
-            between E and A/N**alpha that a narrow range of sizes creates.
+            allocation exponent, while the ``E`` profile catches the
+            degeneracy between E and A/N**alpha that a narrow range of sizes
+            creates.
     """
 
     tolerance: float = 0.01
@@ -182,10 +186,28 @@ def _profile_findings(checks: Sequence[ProfileCheck], settings: TrustSettings) -
                 "unidentified",
                 f"{_NAME[c.parameter]} is not identified: fixing {c.parameter} anywhere in {_g(lo, 3)}-{_g(hi, 3)}{edge} "
                 f"changes the objective by <{pct} while tokens/param at {c.budget:.0e} moves "
-                f"{_g(t_lo)}-{_g(t_hi)}; {_REMEDY[c.parameter]}",
+                f"{_g(t_lo)}-{_g(t_hi)}, up to x{_g(c.spread)} from the fit's {_g(c.estimate)} "
+                f"(limit x{_g(settings.factor)}); {_REMEDY[c.parameter]}",
             )
         )
     return out
+
+
+def _interval_findings(
+    budget: float, tokens_per_param: float, interval: tuple[float, float], settings: TrustSettings
+) -> list[Finding]:
+    spread = spread_around(tokens_per_param, interval)
+    if spread <= settings.factor:
+        return []
+    lo, hi = interval
+    return [
+        Finding(
+            "unidentified",
+            f"the bootstrap interval of tokens/param at {budget:.0e} ({_g(lo)}-{_g(hi)}) reaches x{_g(spread)} from the "
+            f"fit's {_g(tokens_per_param)} (limit x{_g(settings.factor)}): the runs do not pin the optimum down; add runs "
+            "(more sizes per budget, more budgets) near it",
+        )
+    ]
 
 
 def _disagreement(
@@ -236,7 +258,7 @@ def _extrapolation(budget: float, tokens_per_param: float, design: Design, setti
 
 def _trusted_reason(
     budget: float, tokens_per_param: float, checks: Sequence[ProfileCheck], design: Design, n_approaches: int,
-    settings: TrustSettings,
+    settings: TrustSettings, interval: tuple[float, float] | None,
 ) -> str:
     pct = f"{100 * settings.tolerance:g}%"
 
@@ -246,11 +268,21 @@ def _trusted_reason(
     gating = [c for c in checks if c.parameter in settings.gating_profiles]
     others = [c for c in checks if c.parameter not in settings.gating_profiles]
     shown = f"; not gating: {spreads(others)}" if others else ""
+    if gating:
+        pinned = (
+            f"within {pct} of the best objective, tokens/param at {budget:.0e} stays within "
+            f"{_g(settings.factor)}x of the fit's {_g(tokens_per_param)} ({spreads(gating)}{shown})"
+        )
+    else:
+        lo, hi = interval or (np.nan, np.nan)
+        pinned = (
+            f"the bootstrap interval of tokens/param at {budget:.0e} ({_g(lo)}-{_g(hi)}) stays within "
+            f"{_g(settings.factor)}x of the fit's {_g(tokens_per_param)}{shown}"
+        )
     decades = float(np.log10(budget / design.max_compute))
     agree = f"; {n_approaches} approaches agree within {_g(settings.disagreement_factor)}x" if n_approaches > 1 else ""
     return (
-        f"identified: within {pct} of the best objective, tokens/param at {budget:.0e} stays within "
-        f"{_g(settings.factor)}x ({spreads(gating)}{shown}); {_g(tokens_per_param)} tokens/param lies inside the "
+        f"identified: {pinned}; {_g(tokens_per_param)} tokens/param lies inside the "
         f"D/N sampled and {budget:.0e} is {decades:.1f} decades from the largest run{agree}"
     )
 
@@ -264,6 +296,7 @@ def allocation_verdict(
     approaches: Mapping[str, float] | None = None,
     own_name: str = "Approach 3",
     settings: TrustSettings | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> AllocationVerdict:
     """The verdict on the allocation at one budget.
 
@@ -271,22 +304,30 @@ def allocation_verdict(
         budget: training FLOPs (one of the profiles' budgets).
         tokens_per_param: the fit's recommended tokens per parameter there.
         profiles: the fit's profiles (e.g. over E and a); without a profile
-            that gates (``settings.gating_profiles``) identification was not
-            checked, which is never trusted.
+            that gates (``settings.gating_profiles``) identification is read
+            off ``interval``, and without that it was not checked, which is
+            never trusted.
         design: what the family's runs sampled.
         approaches: tokens per parameter at ``budget`` from the other
             approaches the runs support, by name (e.g. ``{"Approach 1": 110.0}``);
             non-finite values are ignored.
         own_name: the fit's approach, as named in reasons.
         settings: thresholds (defaults: :class:`TrustSettings`).
+        interval: the bootstrap interval of tokens per parameter at ``budget``,
+            for a law without a loss surface to profile (Approach 1 and 2).
     """
     settings = settings or TrustSettings()
     budget, tpp = float(budget), float(tokens_per_param)
-    checks = tuple(p.check(budget, tolerance=settings.tolerance, factor=settings.factor) for p in profiles)
+    checks = tuple(
+        p.check(budget, tolerance=settings.tolerance, factor=settings.factor, estimate=tpp) for p in profiles
+    )
     findings: list[Finding] = []
     if not (np.isfinite(tpp) and tpp > 0):
         findings.append(Finding("unidentified", f"the fit gives no finite allocation at {budget:.0e}"))
-    if not any(c.parameter in settings.gating_profiles for c in checks):
+    gated = any(c.parameter in settings.gating_profiles for c in checks)
+    if not gated and interval is not None:
+        findings += _interval_findings(budget, tpp, interval, settings)
+    elif not gated:
         findings.append(
             Finding("unidentified", "identification was not checked (no profile of the objective for this fit)")
         )
@@ -302,7 +343,7 @@ def allocation_verdict(
     else:
         status = "trusted"
         n_approaches = 1 + sum(1 for v in others.values() if np.isfinite(v) and v > 0)
-        reason = _trusted_reason(budget, tpp, checks, design, n_approaches, settings)
+        reason = _trusted_reason(budget, tpp, checks, design, n_approaches, settings, None if gated else interval)
     return AllocationVerdict(
         budget=budget, tokens_per_param=tpp, status=status, reason=reason, findings=tuple(findings),
         profile_checks=checks,
@@ -318,8 +359,10 @@ def allocation_verdicts(
     approaches: Mapping[str, Sequence[float]] | None = None,
     own_name: str = "Approach 3",
     settings: TrustSettings | None = None,
+    intervals: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[AllocationVerdict, ...]:
-    """:func:`allocation_verdict` for every budget; ``approaches`` maps a name to one value per budget."""
+    """:func:`allocation_verdict` for every budget; ``approaches`` maps a name to one value per budget and
+    ``intervals`` is ``(lo, hi)``, one value each per budget."""
     budgets = np.atleast_1d(np.asarray(budgets, float))
     tpp = np.atleast_1d(np.asarray(tokens_per_param, float))
     if tpp.shape != budgets.shape:
@@ -328,10 +371,12 @@ def allocation_verdicts(
     for k, v in others.items():
         if v.shape != budgets.shape:
             raise ValueError(f"approach {k!r} has {v.size} values for {budgets.size} budgets")
+    bounds = None if intervals is None else [np.broadcast_to(np.asarray(x, float), budgets.shape) for x in intervals]
     return tuple(
         allocation_verdict(
             b, t, profiles=profiles, design=design, approaches={k: float(v[i]) for k, v in others.items()},
             own_name=own_name, settings=settings,
+            interval=None if bounds is None else (float(bounds[0][i]), float(bounds[1][i])),
         )
         for i, (b, t) in enumerate(zip(budgets, tpp))
     )

@@ -115,3 +115,43 @@ def test_a_run_with_two_sizes_is_refused():
     curves["run"][:] = 0
     with pytest.raises(ValueError, match="one size"):
         _fit(curves)
+
+
+# -- the law in the catalogue -------------------------------------------------------------
+def test_the_catalogue_law_is_the_envelope_fit_with_the_same_run_bootstrap():
+    """Through laws.bootstrap (resampling what the law names: sizes for "ends") the law gives exactly
+    the point estimate and intervals of approach1.fit with the same seed."""
+    from laws.bootstrap import bootstrap
+
+    curves = cosine_runs(HOFFMANN, SIZES, HORIZONS, noise=0.003)
+    direct = _fit(curves, use="ends")
+    boot = bootstrap("approach1", curves, {"use": "ends"}, n_resamples=200, seed=0)
+    assert boot.fit.params == pytest.approx(direct.params, rel=1e-12)
+    for name, interval in direct.intervals.items():
+        assert boot.ci[name] == pytest.approx(interval, rel=1e-12)
+    assert boot.clustered
+    assert abs(boot.fit.params["a"] - _a(HOFFMANN)) < 0.02
+
+
+def test_the_catalogue_law_allocates_by_its_power_laws_and_has_no_loss():
+    from laws.catalog import get_law
+
+    law = get_law("approach1")
+    params = {"a": 0.5, "k_n": 0.1, "b": 0.5, "k_d": 1 / 0.6}
+    alloc = law.allocate(params, 1e24)
+    assert alloc.n_opt == pytest.approx(0.1 * 1e24**0.5) and np.isnan(alloc.predicted_loss)
+    assert law.predict(params, {"params": np.array([1e9]), "tokens": np.array([2e10]), "run": np.array([0])})[0] == (
+        pytest.approx(0.1 * (6 * 1e9 * 2e10) ** 0.5)
+    )
+
+
+def test_points_given_zero_weight_leave_their_curves_out():
+    from laws.catalog import get_law
+
+    curves = cosine_runs(HOFFMANN, SIZES, HORIZONS)
+    smaller = SIZES[SIZES < 3e9]
+    keep = curves["params"] < 3e9
+    all_but = get_law("approach1").fit(curves, {"use": "ends", "weights": keep.astype(float)})
+    subset = get_law("approach1").fit({k: v[keep] for k, v in curves.items()}, {"use": "ends"})
+    assert all_but.params == pytest.approx(subset.params, rel=1e-12)
+    assert all_but.n_runs == int(keep.sum()) and smaller.size < SIZES.size

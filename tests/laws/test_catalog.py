@@ -20,6 +20,7 @@ PARAMS = {
     "kaplan": {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095},
     "broken_power_law": {"a": 1.6, "b": 3e3, "c0": 0.2, "c1": 0.3, "d1": 1e20, "f1": 0.5},
     "data_constrained": {**HOFFMANN, "R_D_star": 15.4, "R_N_star": 5.3},
+    "approach1": {"a": 0.5, "k_n": 0.1, "b": 0.5, "k_d": 1.6},
 }
 
 
@@ -34,11 +35,12 @@ def _data():
         "unique_tokens": D,
         "flops": C,
         "budget": C,
+        "run": np.arange(N.size),
     }
 
 
-def test_the_five_laws_are_listed():
-    assert set(LAWS) == {"chinchilla", "isoflop", "kaplan", "broken_power_law", "data_constrained"}
+def test_the_six_laws_are_listed():
+    assert set(LAWS) == {"chinchilla", "isoflop", "approach1", "kaplan", "broken_power_law", "data_constrained"}
 
 
 @pytest.mark.parametrize("name", list(LAWS))
@@ -156,3 +158,15 @@ def test_refit_roles_are_attributes_of_the_laws():
     assert [n for n, law in LAWS.items() if law.primary] == ["chinchilla"]
     assert [n for n, law in LAWS.items() if law.cross_checks_exponent] == ["isoflop"]
     assert [n for n, law in LAWS.items() if not law.fitted_per_family] == ["broken_power_law"]
+    assert {n: law.approach for n, law in LAWS.items() if law.approach} == {
+        "approach1": "Approach 1", "isoflop": "Approach 2", "chinchilla": "Approach 3",
+    }
+    assert [n for n, law in LAWS.items() if law.profiled] == ["chinchilla"]
+
+
+@pytest.mark.parametrize("name", [n for n, law in LAWS.items() if law.fitted_per_family])
+def test_every_law_a_refit_fits_declares_plausible_ranges_and_gated_intervals(name):
+    law = LAWS[name]
+    assert law.plausible and set(law.plausible) <= set(law.param_names)
+    assert law.gated_intervals and set(law.gated_intervals) <= set(law.param_names)
+    assert all(lo < hi for lo, hi in law.plausible.values())

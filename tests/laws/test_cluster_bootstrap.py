@@ -102,3 +102,15 @@ def test_resample_counts_dispatches_on_groups():
         resample_counts(11, 10, groups=runs)
     with pytest.raises(ValueError):
         cluster_counts(runs, 0)
+
+
+def test_bootstrap_with_groups_draws_whole_runs():
+    data, runs = _checkpoints(0)
+    boot = bootstrap("chinchilla", data, {"init": HOFFMANN}, n_resamples=50, seed=4, groups=runs)
+    np.testing.assert_array_equal(boot.resample_counts, cluster_counts(runs, 50, 4))
+    assert boot.clustered
+    plain = bootstrap("chinchilla", data, {"init": HOFFMANN}, n_resamples=50, seed=4)
+    assert not plain.clustered
+    # ten independent runs, not 500 points: the run bootstrap's interval of alpha is wider
+    width = {name: np.subtract(*b.ci["alpha"][::-1]) for name, b in (("run", boot), ("point", plain))}
+    assert width["run"] > 2 * width["point"]

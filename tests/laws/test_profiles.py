@@ -101,17 +101,34 @@ def test_unknown_budget_is_refused():
 def test_check_reports_the_figures_within_tolerance():
     p = Profile(
         parameter="E", grid=np.array([1.0, 1.2, 1.4, 1.6]), objective=np.array([2.0, 1.005, 1.0, 1.02]), params={},
-        budgets=np.array([BUDGET]), tokens_per_param=np.array([[1.0], [4.0], [8.0], [16.0]]), best_objective=1.0,
-        best_value=1.4, converged=np.ones(4, bool), fixed=False, seconds=0.0,
+        budgets=np.array([BUDGET]), tokens_per_param=np.array([[1.0], [4.0], [8.0], [16.0]]), estimate=np.array([8.0]),
+        best_objective=1.0, best_value=1.4, converged=np.ones(4, bool), fixed=False, seconds=0.0,
     )
     check = p.check(BUDGET, tolerance=0.01, factor=2.0)
     # crossings: below, 1/199 of the way from 1.2 to 1.0 (excess 0.5% -> 100%); above, half-way to 1.6
     low = 1.2 - 0.2 * 0.005 / 0.995
+    lowest, highest = 4.0 * 0.25 ** (0.005 / 0.995), np.sqrt(8.0 * 16.0)
     assert check.value_range == pytest.approx((low, 1.5))
-    assert check.tokens_per_param_range == pytest.approx((4.0 * 0.25 ** (0.005 / 0.995), np.sqrt(8.0 * 16.0)))
+    assert check.tokens_per_param_range == pytest.approx((lowest, highest))
+    # the spread is measured from the fit's own answer (8 at the free fit): 8 / 3.97 = 2.01 > 2
+    assert check.estimate == 8.0 and check.spread == pytest.approx(8.0 / lowest)
     assert not check.identified and not check.at_grid_edge
     assert p.check(BUDGET, tolerance=0.01, factor=3.0).identified
     assert p.check(BUDGET, tolerance=1.5).at_grid_edge
+
+
+def test_the_spread_is_measured_from_the_published_answer_not_across_the_range():
+    """Equally good fits give 3.97-11.3 tokens/param: a factor 2.85 end to end, but no more than 1.9 from 6."""
+    p = Profile(
+        parameter="E", grid=np.array([1.0, 1.2, 1.4, 1.6]), objective=np.array([2.0, 1.005, 1.0, 1.02]), params={},
+        budgets=np.array([BUDGET]), tokens_per_param=np.array([[1.0], [4.0], [8.0], [16.0]]), estimate=np.array([8.0]),
+        best_objective=1.0, best_value=1.4, converged=np.ones(4, bool), fixed=False, seconds=0.0,
+    )
+    lowest, highest = p.check(BUDGET).tokens_per_param_range
+    assert highest / lowest > 2.8
+    at_six = p.check(BUDGET, estimate=6.0)
+    assert at_six.spread == pytest.approx(highest / 6.0) and at_six.identified
+    assert not p.check(BUDGET, estimate=3.0).identified  # 11.3 / 3 = 3.8
 
 
 def test_under_one_decade_of_N_the_allocation_is_not_trusted():

@@ -46,6 +46,7 @@ def _profile(parameter: str, grid, objective, tpp, fixed: bool = False) -> Profi
         params={},
         budgets=np.array([BUDGET]),
         tokens_per_param=np.asarray(tpp, float)[:, None],
+        estimate=np.asarray(tpp, float)[[np.argmin(objective)]],
         best_objective=float(np.min(objective)),
         best_value=float(grid[np.argmin(objective)]),
         converged=np.ones(grid.size, bool),
@@ -68,7 +69,8 @@ def test_flat_profile_makes_the_allocation_unidentified_with_its_figures_in_the_
     v = allocation_verdict(BUDGET, 1.0, profiles=[FLAT_E, SHARP_A], design=DESIGN)
     assert v.status == "unidentified"
     assert "E is not identified" in v.reason
-    assert "anywhere in 0.45-1.7 " in v.reason and "moves 0.16-7;" in v.reason and "<1%" in v.reason
+    assert "anywhere in 0.45-1.7 " in v.reason and "<1%" in v.reason
+    assert "moves 0.16-7, up to x7 from the fit's 1 (limit x2)" in v.reason
     (check,) = [c for c in v.profile_checks if c.parameter == "E"]
     assert check.value_range == pytest.approx((0.45, 1.7))
     assert check.tokens_per_param_range == pytest.approx((np.sqrt(0.1 * 0.26), np.sqrt(5.4 * 9.0)))
@@ -83,8 +85,25 @@ def test_sharp_profiles_inside_the_design_are_trusted():
 
 
 def test_a_larger_tolerance_widens_the_region_and_unidentifies():
+    # within 1%: 13.6-24 tokens/param around 19; within 6% the grid's ends, 5 and 60, count too
+    edges = _profile("E", [1.6, 1.7, 1.8, 1.9], [1.05, 1.0, 1.002, 1.05], [5.0, 18.0, 20.0, 60.0])
+    assert allocation_verdict(BUDGET, 19.0, profiles=[edges], design=DESIGN).status == "trusted"
     wide = TrustSettings(tolerance=0.06)
-    assert allocation_verdict(BUDGET, 19.0, profiles=[SHARP_E], design=DESIGN, settings=wide).status == "unidentified"
+    assert allocation_verdict(BUDGET, 19.0, profiles=[edges], design=DESIGN, settings=wide).status == "unidentified"
+
+
+def test_an_answer_off_centre_in_the_profile_range_is_judged_by_its_distance_to_the_ends():
+    # equally good fits give 17.1-21.4 tokens/param; a published 10 is x2.1 from 21.4
+    assert allocation_verdict(BUDGET, 19.0, profiles=[SHARP_E], design=DESIGN).status == "trusted"
+    off = allocation_verdict(BUDGET, 10.0, profiles=[SHARP_E], design=DESIGN)
+    assert off.status == "unidentified" and "up to x2.1 from the fit's 10" in off.reason
+
+
+def test_a_law_without_a_profile_is_judged_on_its_bootstrap_interval():
+    pinned = allocation_verdict(BUDGET, 19.0, profiles=[], design=DESIGN, interval=(15.0, 30.0), own_name="Approach 2")
+    assert pinned.status == "trusted" and "bootstrap interval" in pinned.reason
+    loose = allocation_verdict(BUDGET, 19.0, profiles=[], design=DESIGN, interval=(5.0, 30.0), own_name="Approach 2")
+    assert loose.status == "unidentified" and "(5-30) reaches x3.8 from the fit's 19 (limit x2)" in loose.reason
 
 
 def test_budget_more_than_two_decades_above_the_largest_run_is_extrapolated():
@@ -145,6 +164,7 @@ def test_verdicts_per_budget_follow_the_budgets():
         _profile("E", [1.7, 1.8], [1.0, 1.05], [18.0, 19.0]),
         budgets=np.array([1e22, 1e26]),
         tokens_per_param=np.array([[18.0, 60.0], [19.0, 65.0]]),
+        estimate=np.array([18.0, 60.0]),
     )
     design = Design(max_compute=1e25, tokens_per_param_range=(1.0, 200.0))
     out = allocation_verdicts(
