@@ -2,10 +2,13 @@
 
 Used by ``scalereg demo`` and ``scalereg refit`` and by tests: the same jobs the UI and the
 schedules launch, executed without a daemon, recorded in the home's instance so the UI shows them.
+Each run is tagged with this process, so that if it is killed the next job can tell the run is dead
+and free what it held (:mod:`pipelines.run_recovery`).
 """
 
 import dagster as dg
 
+from pipelines.run_recovery import clear_the_pool, process_tags, recovering_while_running
 from registry.home import Home
 from registry.instance import prepare_dagster_home
 
@@ -26,7 +29,12 @@ def run_job(
         # Resolve the job while this instance is open: Dagster's definitions loading looks up
         # the current instance, and an earlier, closed one may already be garbage.
         job = build_defs(home).resolve_job_def(job_name)
-        return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=True)
+        # A run killed earlier may still claim the registry pool: recover it rather than wait for it forever.
+        clear_the_pool(instance, home)
+        with recovering_while_running():
+            return job.execute_in_process(
+                run_config=run_config, instance=instance, tags={**(tags or {}), **process_tags()}, raise_on_error=True
+            )
 
 
 def refit(home: Home, families: list[str] | None = None, run_config: dict | None = None) -> list[dg.ExecuteInProcessResult]:

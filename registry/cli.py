@@ -76,19 +76,29 @@ def sql(
     fmt: FormatOption = "table",
 ) -> None:
     """Run a read-only SQL query on the registry (no file or network access: COPY, ATTACH, read_csv are refused)."""
+    from registry.sql_bounds import QueryBounds, QueryLimitHit, bounded, limit_memory
+
     check_format(fmt)
+    try:
+        bounds = QueryBounds.from_env()
+    except ValueError as problem:
+        fail(str(problem))
     home = Home.from_env()
     with reader(home.registry) as con:
         try:
             # Read-only stops changes to the registry; this also stops a query from writing or reading
             # other files (COPY ... TO, EXPORT, ATTACH, read_csv) or installing extensions. Neither
-            # setting can be turned back on from a query.
+            # setting (nor the memory limit) can be changed again from a query.
             con.execute("SET enable_external_access = false")
+            limit_memory(con, bounds)
             con.execute("SET lock_configuration = true")
-            frame = con.sql(query)
-            if frame is None:
-                fail("the statement returned no rows (only queries are allowed; the registry is read-only)")
-            result = frame.pl()
+            with bounded(con, bounds):  # a reader keeps writers out: it gets a time and a memory limit
+                frame = con.sql(query)
+                if frame is None:
+                    fail("the statement returned no rows (only queries are allowed; the registry is read-only)")
+                result = frame.pl()
+        except QueryLimitHit as hit:
+            fail(str(hit))
         except duckdb.Error as error:
             text = str(error).splitlines()[0] if str(error) else type(error).__name__
             if "read-only" in text.lower():

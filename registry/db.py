@@ -8,13 +8,17 @@ retry for a bounded time and then say plainly that the registry is busy.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import duckdb
+
+from registry.processes import command_of
 
 #: How long a reader or writer waits for another process to release the file before giving up.
 #: Readers of planning tools can shorten it with SCALEREG_BUSY_WAIT (seconds).
@@ -28,16 +32,40 @@ def busy_wait() -> float:
         return DEFAULT_WAIT_SECONDS
 
 
-class RegistryBusy(RuntimeError):
-    """Another process holds the registry file; carries how long we waited so the message can say so."""
+TRY_AGAIN = "Try again shortly, or read the exported files in exports/."
 
-    def __init__(self, path: Path, waited: float):
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the registry file, as far as DuckDB's lock error and the process table tell."""
+
+    pid: int | None
+    command: str | None
+    reading: bool  # it has the file open only to read (else to write)
+
+    @classmethod
+    def from_lock_error(cls, text: str, read_only: bool) -> LockHolder:
+        """DuckDB names the holder's PID. A reader is only ever blocked by a writer; a blocked writer is told
+        it could still open the file read-only exactly when the holder is only reading."""
+        found = re.search(r"\(PID (\d+)\)", text)
+        pid = int(found.group(1)) if found else None
+        return cls(pid, command_of(pid) if pid else None, reading=not read_only and "read-only mode" in text)
+
+    def describe(self) -> str:
+        who = "another process" if self.pid is None else f"process {self.pid}" + (f" ({self.command})" if self.command else "")
+        return f"{who} is {'reading' if self.reading else 'writing'} it"
+
+    def advice(self) -> str:
+        return "Writers wait for readers to close the file; try again when that query has finished." if self.reading else TRY_AGAIN
+
+
+class RegistryBusy(RuntimeError):
+    """Another process holds the registry; says who (as far as is known), how long we waited, and what to do."""
+
+    def __init__(self, path: Path, waited: float, holder: str = "another process has it open", advice: str = TRY_AGAIN):
         self.path = path
         self.waited = waited
-        super().__init__(
-            f"the registry {path} is busy: another process (a refit or an ingest) is writing it; "
-            f"waited {waited:.1f} s. Try again shortly, or read the exported files in exports/."
-        )
+        super().__init__(f"the registry {path} is busy: {holder}; waited {waited:.1f} s. {advice}")
 
 
 class RegistryMissing(FileNotFoundError):
@@ -109,7 +137,8 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             if not _is_lock_error(error):
                 raise
             if time.monotonic() >= deadline:
-                raise RegistryBusy(path, time.monotonic() - start) from None
+                holder = LockHolder.from_lock_error(str(error), read_only)
+                raise RegistryBusy(path, time.monotonic() - start, holder.describe(), holder.advice()) from None
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 

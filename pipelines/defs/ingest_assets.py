@@ -1,15 +1,13 @@
 """Assets that bring runs into the registry: one per shipped published dataset, one for the landing folder."""
 
 
-from pathlib import Path
-
 import dagster as dg
 
 from pipelines.defs.ingest_metadata import RUNS_COLUMN_SCHEMA, check_specs, materialize_result
 from pipelines.defs.resources import RegistryResource
 from pipelines.defs.tables import table
 from registry.db import one
-from registry.ingest import ingest_path
+from registry.landing import ingest_landing_entry
 from registry.published import PUBLISHED, PublishedSource, ingest_published
 from registry.read import family_summary
 
@@ -41,7 +39,7 @@ def published_asset(source: PublishedSource) -> dg.AssetsDefinition:
 
 
 class LandingConfig(dg.Config):
-    """Files under $SCALEREG_HOME/landing/ to ingest; the landing sensor fills this in."""
+    """Names of entries of $SCALEREG_HOME/landing/ to ingest; the landing sensor fills this in."""
 
     paths: list[str] = []
 
@@ -60,17 +58,13 @@ def landing_files(config: LandingConfig, registry: RegistryResource) -> dg.Mater
     """Runs dropped into $SCALEREG_HOME/landing/ (CSV, Parquet or JSONL in the generic format).
 
     Each file is validated and ingested in its own transaction; rejected rows are kept in
-    `rejects` with their reasons, and a file that cannot be read is recorded as failed.
+    `rejects` with their reasons, and an entry that cannot be read (or is a link, a folder, or
+    was removed before its turn) is recorded in `sources` as failed with the reason.
     """
     home = registry.paths
-    reports = []
     with registry.writer() as con:
-        for name in config.paths:
-            path = Path(name)
-            path = path if path.is_absolute() else home.landing / path
-            if not home.contains(path) or not path.exists():
-                raise dg.Failure(f"{name}: not a file under the landing folder {home.landing}")
-            reports.append(ingest_path(con, home, path, kind="internal"))
+        # one entry's problem (a link, a vanished file, a folder) is recorded for it and never stops the others
+        reports = [ingest_landing_entry(con, home, name) for name in config.paths]
     return materialize_result(LANDING_KEY, reports)
 
 

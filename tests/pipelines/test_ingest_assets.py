@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import dagster as dg
 
 from pipelines.defs.landing_sensor import landing_sensor
@@ -63,8 +66,12 @@ def test_the_landing_sensor_requests_a_new_file_once_and_the_job_ingests_it(home
         context = dg.build_sensor_context(instance=instance, resources=resources)
         assert isinstance(landing_sensor(context), dg.SkipReason)
 
-        write_csv(home.landing / "new-runs.csv", "family,run_name,params,tokens,loss\nmy-model,a,1e8,2e9,3.1\nmy-model,b,2e8,4e9,2.8")
-        first = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor))
+        path = write_csv(home.landing / "new-runs.csv", "family,run_name,params,tokens,loss\nmy-model,a,1e8,2e9,3.1\nmy-model,b,2e8,4e9,2.8")
+        finished = time.time() - 60
+        os.utime(path, (finished, finished))  # complete: renamed into place a minute ago
+        looked = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor))
+        assert not looked.run_requests  # a file is taken once it is seen unchanged on two ticks
+        first = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=looked.cursor))
         assert len(first.run_requests) == 1
         request = first.run_requests[0]
         assert request.run_config["ops"]["landing_files"]["config"]["paths"] == ["new-runs.csv"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 
@@ -26,9 +27,12 @@ def versions(home) -> dict[str, int]:
 
 
 def drop_and_ingest(home, instance, resources, name, frame):
-    write_runs(home.landing / name, frame)
-    result = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=drop_and_ingest.cursor))
-    drop_and_ingest.cursor = result.cursor
+    path = write_runs(home.landing / name, frame)
+    finished = time.time() - 60
+    os.utime(path, (finished, finished))  # complete: renamed into place a minute ago
+    for _ in range(2):  # a file is taken once it is seen unchanged on two ticks
+        result = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=drop_and_ingest.cursor))
+        drop_and_ingest.cursor = result.cursor
     (request,) = result.run_requests
     assert run_job(home, "ingest_landing", run_config=request.run_config).success
 
