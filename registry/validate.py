@@ -11,7 +11,7 @@ import pandera.polars as pa
 
 from registry.adapters.base import Batch
 from schemas.families import family_problem
-from schemas.runs import DIVERGED_LOSS, MAX_PLAUSIBLE_LOSS, MIN_PLAUSIBLE_COUNT, IncomingPoint
+from schemas.runs import DIVERGED_LOSS, PHYSICAL_BOUNDS, IncomingPoint
 
 REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
 
@@ -20,15 +20,30 @@ _MESSAGES = {
     "not_nullable(NaN)": "is missing (NaN); give a finite number",
     "greater_than(0)": "must be greater than 0",
     "finite": "must be a finite number (not NaN or infinity)",
-    "plausible_count": f"is below {MIN_PLAUSIBLE_COUNT:,.0f}: looks like a log10 value or a unit slip; give the raw count (e.g. 2.8e9) or use a mapping transform (log10, suffix)",
-    f"less_than_or_equal_to({MAX_PLAUSIBLE_LOSS})": f"is above {MAX_PLAUSIBLE_LOSS:g}, not a plausible cross-entropy in nats (a perplexity or a percentage?)",
     "greater_than_or_equal_to(1)": "must be at least 1",
     "greater_than_or_equal_to(0)": "must not be negative",
     "dtype": "has the wrong type",
 }
 
 
+def bound_text(value: float) -> str:
+    """A bound as people write it: 1,000 and 20 in full, 1e15 and 0.001 without padding."""
+    if value >= 1e6:
+        return f"{value:.0e}".replace("e+", "e")
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _out_of_range(column: str, value: str) -> str:
+    """Which side of its physical range a value is on, the bound, and what the value most likely is."""
+    bound = PHYSICAL_BOUNDS[column]
+    if float(value) < bound.low:
+        return f"{column} = {value} is below {bound_text(bound.low)}: {bound.below}"
+    return f"{column} = {value} is above {bound_text(bound.high)}, {bound.above}"
+
+
 def _message(column: str, check: str, value: str | None, family_messages: dict[str, str]) -> str:
+    if check == "physical_range" and value is not None:
+        return _out_of_range(column, value)
     if column == "family" and check.startswith("str_matches"):
         return family_messages.get(value or "", f"family {value!r} is not a key")
     if check.startswith("dtype"):
@@ -91,10 +106,26 @@ def validate(batch: Batch) -> tuple[pl.DataFrame, pl.DataFrame]:
                 _message(str(c), str(k), str(v), {}) for c, k, v in cases.select("column", "check", "failure_case").unique().rows()
             )
             reasons.append(points.select("row_number").unique().with_columns(pl.lit(text).alias("reason")))
+    reasons.append(_derived_compute_out_of_range(points))
     rejected = pl.concat(reasons).unique(maintain_order=True)
     rejected_rows = rejected.get_column("row_number").unique()
     accepted = points.filter(~pl.col("row_number").is_in(rejected_rows.implode()))
     return accepted, rejected
+
+
+def _derived_compute_out_of_range(points: pl.DataFrame) -> pl.DataFrame:
+    """Compute derived as 6ND must lie in the FLOPs range too: N and D each in range can multiply past it."""
+    bound = PHYSICAL_BOUNDS["flops"]
+    six_nd = 6.0 * pl.col("params") * pl.col("tokens")
+    in_range = [pl.col(c).is_between(PHYSICAL_BOUNDS[c].low, PHYSICAL_BOUNDS[c].high) for c in ("params", "tokens")]
+    past = points.filter(pl.col("flops").is_null() & pl.all_horizontal(in_range) & (six_nd > bound.high))
+    return past.select(
+        pl.col("row_number").cast(pl.Int64),
+        (
+            pl.lit("compute 6ND = ") + six_nd.cast(pl.String)
+            + pl.lit(f" FLOPs is above {bound_text(bound.high)} (no flops given, so derived from N and D), {bound.above}")
+        ).alias("reason"),
+    )
 
 
 def flag_expressions(tolerance: float) -> list[pl.Expr]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 import pandera.polars as pa
 
@@ -18,6 +20,47 @@ DIVERGED_LOSS = 6.0
 COMPUTE_TOLERANCE = 0.25
 #: Counts below this are almost surely log10 values or a unit slip (tokens = 11.3).
 MIN_PLAUSIBLE_COUNT = 1_000.0
+#: Two values of one run (from two files, or a float32 and a float64 export) are the same value when
+#: they agree to this relative difference: float32 keeps about 7 significant digits (3.1 is stored as
+#: 3.0999999), and no loss, count or FLOP figure is meaningful beyond 6.
+SAME_VALUE_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The physical range of one canonical column (inclusive), and what a value outside it most likely is."""
+
+    low: float
+    high: float
+    below: str
+    above: str
+
+
+#: What a value outside its physical range most likely is (messages shared by several columns).
+_LOG10_SLIP = "looks like a log10 value or a unit slip; give the raw count (e.g. 2.8e9) or use a mapping transform (log10, suffix)"
+_TOO_MANY_PARAMS = "more parameters than any trained model by a factor of 500; check the unit (a count, not bytes or FLOPs)"
+_TOO_MANY_TOKENS = "more tokens than any training corpus by a factor of 1,000; check the unit (tokens, not bytes or FLOPs)"
+#: Physical ranges of the numbers a run may carry. A value outside is not a trained language model
+#: (or is in another unit) and its row is rejected naming the bound; the README documents this table.
+#: The largest published runs (2025) have N ~ 2e12 parameters, D ~ 4e13 tokens and C ~ 5e25 FLOPs:
+#: the upper bounds leave two to four orders of magnitude of room. A cross-entropy in nats of a model
+#: that learned anything sits between about 0.5 and the log of its vocabulary (~12).
+PHYSICAL_BOUNDS: dict[str, Bound] = {
+    "params": Bound(MIN_PLAUSIBLE_COUNT, 1e15, below=_LOG10_SLIP, above=_TOO_MANY_PARAMS),
+    "params_non_embedding": Bound(1.0, 1e15, below="a non-embedding parameter count is at least 1", above=_TOO_MANY_PARAMS),
+    "tokens": Bound(MIN_PLAUSIBLE_COUNT, 1e17, below=_LOG10_SLIP, above=_TOO_MANY_TOKENS),
+    "unique_tokens": Bound(MIN_PLAUSIBLE_COUNT, 1e17, below=_LOG10_SLIP, above=_TOO_MANY_TOKENS),
+    "flops": Bound(
+        1.0, 1e30,
+        below="compute is at least one FLOP; check the unit (FLOPs, not PetaFLOP-days or log10)",
+        above="more compute than any training run by a factor of 10,000; check the unit (FLOPs)",
+    ),
+    "loss": Bound(
+        1e-3, MAX_PLAUSIBLE_LOSS,
+        below="not a cross-entropy in nats of a language model (a probability, an error rate or a log-scale slip?)",
+        above="not a plausible cross-entropy in nats (a perplexity or a percentage?)",
+    ),
+}
 
 #: The canonical columns every adapter produces, in order.
 INCOMING_COLUMNS: dict[str, pl.DataType] = {
@@ -53,7 +96,7 @@ class IncomingPoint(pa.DataFrameModel):
     tokens: float = pa.Field(gt=0)
     unique_tokens: float = pa.Field(gt=0, nullable=True)
     flops: float = pa.Field(gt=0, nullable=True)
-    loss: float = pa.Field(gt=0, le=MAX_PLAUSIBLE_LOSS)
+    loss: float = pa.Field(gt=0)
     loss_name: str = pa.Field(str_length={"min_value": 1, "max_value": 200})
     step: int = pa.Field(ge=0, nullable=True)
 
@@ -64,12 +107,13 @@ class IncomingPoint(pa.DataFrameModel):
         col = pl.col(data.key)
         return data.lazyframe.select(col.is_finite() | col.is_null())
 
-    @pa.check("params", "tokens", "unique_tokens", name="plausible_count")
+    @pa.check(*PHYSICAL_BOUNDS, name="physical_range")
     @classmethod
-    def plausible_count(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        """Parameter or token counts below 1,000 are log10 values or a unit slip (tokens = 11.3)."""
-        col = pl.col(data.key)
-        return data.lazyframe.select((col >= MIN_PLAUSIBLE_COUNT) | col.is_null() | (col <= 0) | col.is_nan())
+    def physical_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Inside :data:`PHYSICAL_BOUNDS`. Missing, non-finite and non-positive values have their own checks."""
+        col, bound = pl.col(data.key), PHYSICAL_BOUNDS[data.key]
+        other_check = col.is_null() | ~col.is_finite() | (col <= 0)
+        return data.lazyframe.select(other_check | col.is_between(bound.low, bound.high))
 
     class Config:
         strict = False

@@ -16,9 +16,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from registry.adapters.base import PARSE_ERROR_SCHEMA, Batch, FileProblem, canonical, synthesized_run_names
+from registry.adapters.base import Batch, FileProblem, canonical, synthesized_run_names
 from registry.adapters.tables import read_table
-from schemas.families import slugify
+from schemas.families import family_problem, slugify
 from schemas.units import PERCENT_RE, SUFFIXED_RE, TRANSFORMS, apply_transform
 
 NUMERIC_COLUMNS = ("params", "params_non_embedding", "tokens", "unique_tokens", "flops", "loss", "step")
@@ -91,6 +91,15 @@ class ColumnMapping(BaseModel):
                     f'add {canonical_name} = "COLUMN" under [columns]',
                     "transforms", canonical_name,
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _usable_values(self) -> ColumnMapping:
+        """Values that would otherwise be replaced silently (an empty loss name) or reject every row (a bad family)."""
+        if self.loss_name == "":
+            raise _located('loss_name is empty; give the name of the loss, such as "val/c4", or remove the line', None, "loss_name")
+        if self.family is not None and (problem := family_problem(self.family)):
+            raise _located(problem, None, "family")
         return self
 
     @property
@@ -219,7 +228,8 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
     text_columns = tuple(column for name, column in mapping.columns.items() if name in TEXT_COLUMNS)
     if mapping.family_column and not (family or mapping.family):
         text_columns += (mapping.family_column,)
-    frame = read_table(path, header=mapping.header, delimiter=mapping.delimiter, text_columns=text_columns)
+    table = read_table(path, header=mapping.header, delimiter=mapping.delimiter, text_columns=text_columns)
+    frame = table.frame
     if "row_number" in frame.columns:  # the name is ours; the file's column is kept (in tags) under another
         frame = frame.rename({"row_number": "row_number_in_file"})
     frame = frame.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
@@ -323,7 +333,9 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
                     ).alias("reason"),
                 )
             )
-    parse_errors = pl.concat(errors) if errors else pl.DataFrame(schema=PARSE_ERROR_SCHEMA)
+    # problems the reader found in single rows (a JSON key given twice), for the rows that are not blank
+    row_problems = table.row_problems.filter(pl.col("row_number").is_in(frame.get_column("row_number").implode()))
+    parse_errors = pl.concat([row_problems, *errors])
     return Batch(points=mapped, raw=frame, rows_read=frame.height, parse_errors=parse_errors)
 
 

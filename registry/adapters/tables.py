@@ -8,14 +8,16 @@ one can be found, and the fix; nothing from a parser reaches the user as a trace
 from __future__ import annotations
 
 import csv
+import io
 import json
-import re
 import stat
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from registry.adapters.base import FileProblem
+from registry.adapters.base import PARSE_ERROR_SCHEMA, FileProblem
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -28,8 +30,11 @@ MAX_ROWS = 100_000_000
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+#: Cells read as missing in CSV columns of numbers. In text columns (family, run name, loss name,
+#: tags) only an empty cell is missing: a run named "None" or "NA" keeps its name.
 NULL_VALUES = ["", "NA", "N/A", "null", "None"]
-_DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")
+#: The first bytes looked at for line ends; a file with no LF in them is read whole to check for CR-only ends.
+_HEAD_BYTES = 1 << 16
 
 try:  # a Rust panic inside polars surfaces as this BaseException subclass
     from polars.exceptions import PanicException
@@ -38,6 +43,17 @@ except ImportError:  # pragma: no cover - older polars
 
 #: Errors any parser may raise on malformed input; all become a FileProblem.
 READ_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError, PanicException, csv.Error)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A file's rows as read, and problems the reader found in single rows (row numbers count from 1).
+
+    A row problem (a JSON key given twice) rejects that row with the reason; the rest of the file is read.
+    """
+
+    frame: pl.DataFrame
+    row_problems: pl.DataFrame
 
 
 def size_problem(path: Path) -> str | None:
@@ -133,28 +149,128 @@ def _locate_jsonl_problem(path: Path) -> str | None:
     return None
 
 
-def _read_csv(path: Path, header: bool, separator: str, text_columns: tuple[str, ...]) -> pl.DataFrame:
+def _with_lf_line_ends(path: Path) -> Path | bytes:
+    """The file, or its bytes with CR-only line ends (classic Mac OS exports) turned into LF for the parsers."""
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+        if b"\n" in head or (b"\r" not in head and len(head) < _HEAD_BYTES):
+            return path
+        data = head + handle.read()
+    return data.replace(b"\r", b"\n") if b"\r" in data and b"\n" not in data else path
+
+
+def _read_csv(source: Path | bytes, header: bool, separator: str, text_columns: tuple[str, ...]) -> pl.DataFrame:
     # Names and keys are text even when they look like numbers: family "007" must not become 7.
-    # Headerless columns are named column_1, column_2, ... by the reader, "0", "1", ... by mappings.
-    names = text_columns if header else tuple(f"column_{int(c) + 1}" for c in text_columns if c.isdigit())
+    # Headerless columns are named column_0, column_1, ... by the reader, "0", "1", ... by mappings.
+    names = text_columns if header else tuple(f"column_{int(c)}" for c in text_columns if c.isdigit())
     options = dict(
-        has_header=header, separator=separator, null_values=NULL_VALUES, schema_overrides={c: pl.String for c in names},
+        has_header=header, separator=separator, schema_overrides={c: pl.String for c in names},
         glob=False,  # a file named "runs[1].csv" is a file, not a pattern
     )
     try:
-        return pl.read_csv(path, infer_schema_length=10_000, **options)
+        frame = pl.read_csv(source, infer_schema_length=10_000, null_values=NULL_VALUES, **options)
     except pl.exceptions.ComputeError as error:
         if "could not parse" not in str(error) or "not properly escaped" in str(error):
             raise
-    # A column whose type was guessed from the first rows holds something else further down
-    # ("2.8B" after ten thousand plain numbers, or a number too large for an integer): read every
-    # column as text and let the unit rules parse the values, row by row.
-    return pl.read_csv(path, infer_schema=False, **options)
+        # A column whose type was guessed from the first rows holds something else further down
+        # ("2.8B" after ten thousand plain numbers, or a number too large for an integer): read every
+        # column as text and let the unit rules parse the values, row by row.
+        frame = pl.read_csv(source, infer_schema=False, null_values=NULL_VALUES, **options)
+    # Text columns keep "None", "NA", "null" as written: read them again without null values, only
+    # when they hold a missing cell at all.
+    missing = [c for c in names if c in frame.columns and frame.get_column(c).null_count()]
+    if missing:
+        literal = pl.read_csv(source, infer_schema=False, columns=missing, **options)
+        frame = frame.with_columns(literal.get_column(c) for c in missing)
+    return frame
 
 
-def _duplicate_columns(frame: pl.DataFrame) -> list[str]:
-    names = set(frame.columns)
-    return sorted({m["base"] for c in frame.columns if (m := _DUPLICATED.match(c)) and m["base"] in names})
+def _repeated_header_names(source: Path | bytes, separator: str) -> list[str]:
+    """Names the header gives more than once, as written (the reader renames repeats to NAME_duplicated_0)."""
+    try:
+        with (io.StringIO(source.decode("utf-8"), newline="") if isinstance(source, bytes)
+              else source.open(encoding="utf-8", newline="")) as handle:
+            header = next((record for record in csv.reader(handle, delimiter=separator) if record), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []  # the reader has already read it, or reports it
+    return sorted(name for name, count in Counter(header).items() if count > 1)
+
+
+def _jsonl_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """The non-blank lines with their line numbers: the JSONL reader skips blank lines, so row i is the i-th."""
+    return [(number, line) for number, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
+
+
+def _repeated_keys(line: bytes) -> list[str]:
+    """Keys an object on this line gives more than once (a JSON parser silently keeps one of the values)."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        counts = Counter(key for key, _ in items)
+        repeated.extend(key for key, count in counts.items() if count > 1)
+        return dict(items)
+
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return []  # not JSON: the reader says which line
+    return repeated
+
+
+#: A JSON string followed by a colon: an object key (or, rarely, text inside a string that looks like one).
+_KEY_TOKEN = r'"(?:[^"\\]|\\.)*"\s*:'
+
+
+def _jsonl_row_problems(lines: list[tuple[int, bytes]]) -> pl.DataFrame:
+    """Rows whose line gives a key twice. Only lines where some key-like text repeats (or keys are written with
+    escapes) are parsed key by key, so a long file costs one vectorised scan, not a Python parse per line."""
+    texts = pl.Series([line.decode("utf-8", errors="replace") for _, line in lines], dtype=pl.String)
+    keys = texts.str.extract_all(_KEY_TOKEN).list.eval(pl.element().str.replace(r"\s*:$", ""))
+    suspect = (keys.list.len() > keys.list.n_unique()) | texts.str.contains("\\u", literal=True)
+    problems = [
+        (row + 1, f"key {key!r} appears more than once on line {lines[row][0]}; keep one of the values "
+         "(JSON readers keep only one, silently)")
+        for row in suspect.arg_true().to_list()
+        for key in _repeated_keys(lines[row][1])
+    ]
+    return pl.DataFrame(problems, schema=PARSE_ERROR_SCHEMA, orient="row")
+
+
+def _json_kind(value: object) -> str:
+    return {bool: "bool", int: "number", float: "number", str: "text", list: "list", dict: "object"}[type(value)]
+
+
+def _column_of_values(name: str, values: list[object]) -> pl.Series:
+    """One column from parsed JSON values: as it is when its values are of one kind, else as text, so each
+    value that is not what its column needs (true among numbers) rejects its own row, named."""
+    if len({_json_kind(v) for v in values if v is not None}) <= 1:
+        try:
+            return pl.Series(name, values, strict=False)
+        except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError):
+            pass
+    return pl.Series(name, [v if v is None or isinstance(v, str) else json.dumps(v) for v in values], dtype=pl.String)
+
+
+def _jsonl_by_rows(lines: list[tuple[int, bytes]]) -> pl.DataFrame:
+    """A JSONL file whose columns mix kinds of values, read row by row (the columnar reader refuses them)."""
+    objects = [json.loads(line) for _, line in lines]
+    if not all(isinstance(value, dict) for value in objects):
+        raise ValueError("a line is not a JSON object")
+    keys = list(dict.fromkeys(key for value in objects for key in value))
+    return pl.DataFrame([_column_of_values(key, [value.get(key) for value in objects]) for key in keys])
+
+
+def _read_jsonl(source: Path | bytes) -> Table:
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    lines = _jsonl_lines(data)
+    try:
+        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=10_000)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as error:
+        try:
+            frame = _jsonl_by_rows(lines)
+        except (ValueError, RecursionError):
+            raise error from None  # not JSON after all: the caller names the line
+    return Table(frame, _jsonl_row_problems(lines))
 
 
 def _hex(value: object) -> str:
@@ -188,7 +304,7 @@ def _plain_types(frame: pl.DataFrame) -> pl.DataFrame:
 
 def read_table(
     path: Path, header: bool = True, delimiter: str | None = None, text_columns: tuple[str, ...] = ()
-) -> pl.DataFrame:
+) -> Table:
     """The file's rows as a frame; headerless CSV columns are named "0", "1", ... by position.
 
     ``text_columns`` are read from CSV as text, never guessed to be numbers.
@@ -196,10 +312,12 @@ def read_table(
     _check_readable(path)
     suffix = path.suffix.lower()
     separator = delimiter or ("\t" if suffix == ".tsv" else ",")
+    row_problems = pl.DataFrame(schema=PARSE_ERROR_SCHEMA)
     try:
         if suffix in CSV_SUFFIXES:
-            frame = _read_csv(path, header, separator, tuple(text_columns))
-            duplicated = _duplicate_columns(frame) if header else []
+            source = _with_lf_line_ends(path)
+            frame = _read_csv(source, header, separator, tuple(text_columns))
+            duplicated = _repeated_header_names(source, separator) if header else []
             if duplicated:
                 raise FileProblem(
                     f"{path.name}: column(s) {', '.join(repr(c) for c in duplicated)} appear more than once in the header; "
@@ -216,8 +334,8 @@ def read_table(
                 )
             frame = pl.read_parquet(path, glob=False)
         elif suffix in JSONL_SUFFIXES:
-            with path.open("rb") as handle:  # a handle, so "[", "*" or "?" in the name is not a pattern
-                frame = pl.read_ndjson(handle, infer_schema_length=10_000)
+            table = _read_jsonl(_with_lf_line_ends(path))  # bytes, so "[", "*" or "?" in the name is not a pattern
+            frame, row_problems = table.frame, table.row_problems
         else:
             raise FileProblem(
                 f"{path.name}: unsupported file type {suffix or '(none)'!r}; "
@@ -241,4 +359,4 @@ def read_table(
         raise FileProblem(f"{path.name}: could not be read as {suffix} ({detail}); check the format and export it again.") from None
     if frame.height == 0:
         raise FileProblem(f"{path.name}: has no data rows (only a header or nothing); add the runs and drop it again.")
-    return frame
+    return Table(frame, row_problems)

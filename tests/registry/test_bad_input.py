@@ -122,10 +122,35 @@ CASES = [
         "bad-steps.csv", "ingested", (4, 2, 2),
         reasons={3: "step (column 'step') = 2500.5 cannot be read as a number; a step is a whole number", 4: "step = -1 must not be negative"},
     ),
+    # the second round of hostile testing (issue 14)
+    Case(
+        "two-losses-one-run.csv", "ingested", (3, 2, 1),
+        reasons={3: "run 'r2' of family 'fam-a' has no 'train' loss, the loss the family is fitted on"},
+    ),
+    Case(
+        "implausible-values.csv", "ingested", (5, 1, 4),
+        reasons={
+            2: "params = 1e+200 is above 1e15",
+            3: "loss = 1e-300 is below 0.001",
+            4: "compute 6ND = 6e+32 FLOPs is above 1e30",
+            5: "flops = 1e+31 is above 1e30",
+        },
+    ),
+    Case("duplicate-key.jsonl", "ingested", (2, 1, 1), reasons={2: "key 'loss' appears more than once on line 2"}),
+    Case(
+        "boolean-in-numbers.jsonl", "ingested", (3, 2, 1),
+        reasons={2: "params (column 'params') = true cannot be read as a number"},
+    ),
+    Case("cr-line-endings.csv", "ingested", (2, 2, 0)),
+    Case("renamed-duplicate-column.csv", "ingested", (1, 1, 0)),
+    Case("null-like-run-names.csv", "ingested", (5, 5, 0)),
 ]
 BY_FILE = {case.file: case for case in CASES}
 #: Files checked by their own tests below rather than as a single case.
-OWN_TESTS = {"conflict-first.csv", "conflict-second.csv"}
+OWN_TESTS = {
+    "conflict-first.csv", "conflict-second.csv", "float32-first.parquet", "float64-second.csv",
+    "mapped-sweep.csv", "mapping-swapped.toml", "mapping-corrected.toml",
+}
 
 
 def assert_recorded(con, report, file_name: str) -> tuple:
@@ -239,6 +264,52 @@ def test_the_same_run_with_other_values_in_a_second_file_is_rejected_naming_the_
     assert "loss=3.1; here: N=100000000.0, D=2000000000.0, loss=2.5" in got[1][0]
     assert "with the same values; nothing to add" in got[2][0]
     assert rows(con, "SELECT run_name, loss FROM runs ORDER BY run_name") == [("r1", 3.1), ("r2", 2.9), ("r3", 2.7)]
+
+
+def test_both_losses_of_one_run_are_stored_and_the_family_fits_one(con, home):
+    ingest_path(con, home, BAD / "two-losses-one-run.csv")
+    assert rows(con, "SELECT run_name, loss_name, loss FROM runs") == [("r1", "train", 3.1)]
+    assert rows(con, "SELECT loss_name, loss FROM run_points ORDER BY loss_name") == [("train", 3.1), ("val/c4", 3.4)]
+
+
+def test_values_outside_physical_ranges_never_reach_the_registry(con, home):
+    ingest_path(con, home, BAD / "implausible-values.csv")
+    assert rows(con, "SELECT run_name FROM runs") == [("ok",)]
+    (reasons,) = rows(con, "SELECT reasons FROM rejects WHERE row_number = 2")[0]
+    assert sorted(r.split(" ")[0] for r in reasons) == ["params", "tokens"]  # one reason per value out of range
+
+
+def test_run_names_that_look_like_nulls_are_kept_and_only_an_empty_one_is_derived(con, home):
+    ingest_path(con, home, BAD / "null-like-run-names.csv")
+    names = [n for (n,) in rows(con, "SELECT run_name FROM runs ORDER BY params")]
+    assert names == ["None", "NA", "N/A", "null", "N=1600000000,D=2000000000"]
+
+
+def test_a_column_named_like_a_renamed_repeat_is_kept_as_its_own_column(con, home):
+    ingest_path(con, home, BAD / "renamed-duplicate-column.csv")
+    assert json.loads(rows(con, "SELECT tags FROM runs")[0][0]) == {"lr": 0.001, "lr_duplicated_0": 0.002}
+
+
+def test_float32_values_are_the_same_values_as_their_decimal_text(con, home):
+    first = ingest_path(con, home, BAD / "float32-first.parquet")
+    second = ingest_path(con, home, BAD / "float64-second.csv")
+    assert assert_recorded(con, first, "float32-first.parquet")[2] == (2, 2, 0)
+    assert assert_recorded(con, second, "float64-second.csv")[2] == (2, 0, 2)
+    got = reasons_by_row(con, second)
+    assert "run already in the registry from source 'float32-first.parquet' with the same values" in got[1][0]
+    assert "conflicts with the same run" in got[2][0] and "here: N=200000000.0, D=4000000000.0, loss=2.95" in got[2][0]
+
+
+def test_a_corrected_mapping_supersedes_the_wrong_reading_and_says_so(con, home):
+    wrong = ingest_path(con, home, BAD / "mapped-sweep.csv", mapping=BAD / "mapping-swapped.toml")
+    assert rows(con, "SELECT params, tokens FROM runs ORDER BY params") == [(2e9, 1e8), (4e9, 2e8)]
+    fixed = ingest_path(con, home, BAD / "mapped-sweep.csv", mapping=BAD / "mapping-corrected.toml")
+    assert assert_recorded(con, fixed, "mapped-sweep.csv")[2] == (2, 2, 0)
+    assert fixed.supersedes == (wrong.source_id,)
+    assert rows(con, "SELECT params, tokens, source_id FROM runs ORDER BY params") == [
+        (1e8, 2e9, fixed.source_id), (2e8, 4e9, fixed.source_id),
+    ]
+    assert rows(con, "SELECT superseded_by FROM sources WHERE source_id = ?", [wrong.source_id]) == [(fixed.source_id,)]
 
 
 def test_bad_family_names_never_reach_the_registry(con, home):
@@ -357,11 +428,12 @@ def test_keys_and_names_that_look_like_numbers_stay_text(con, home, tmp_path):
     assert rows(con, "SELECT family, run_name FROM runs ORDER BY params") == [("007", "001"), ("1e5", "2.50")]
 
 
-def test_a_count_beyond_64_bit_integers_still_gets_a_run_name(con, home, tmp_path):
+def test_a_count_beyond_64_bit_integers_is_named_and_rejected_for_its_bound(con, home, tmp_path):
     path = write_csv(tmp_path / "huge-n.csv", "family,params,tokens,loss\nfam,9.3e18,2e9,3.1\nfam,1e8,2e9,3.0")
     report = ingest_path(con, home, path)
-    assert (report.status, report.rows_accepted) == ("ingested", 2), report.error
-    assert rows(con, "SELECT run_name FROM runs ORDER BY params") == [("N=100000000,D=2000000000",), ("N=9.3e+18,D=2000000000",)]
+    assert (report.status, report.rows_accepted, report.rows_rejected) == ("ingested", 1, 1), report.error
+    assert rows(con, "SELECT run_name FROM runs") == [("N=100000000,D=2000000000",)]
+    assert "params = 9.3e+18 is above 1e15" in reasons_by_row(con, report)[1][0]
 
 
 @pytest.mark.parametrize("name", ["runs[1].csv", "runs*.csv", "runs?.parquet", "runs [copy].jsonl"])

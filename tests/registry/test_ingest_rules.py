@@ -86,7 +86,7 @@ def test_rows_that_do_not_add_up_fail_the_file_and_write_nothing(con, home, tmp_
     import registry.ingest as ingest
 
     real = ingest._reconcile
-    monkeypatch.setattr(ingest, "_reconcile", lambda c, batch: dataclasses.replace(real(c, batch), rows_rejected=5))
+    monkeypatch.setattr(ingest, "_reconcile", lambda c, batch, **how: dataclasses.replace(real(c, batch, **how), rows_rejected=5))
     report = ingest_path(con, home, write_csv(tmp_path / "a.csv", f"{HEADER}\nfam,r1,1e8,2e9,3.1\nfam,r2,-1,2e9,3.1"))
     assert report.status == "failed"
     assert "a.csv: 2 rows read but 1 accepted + 5 rejected; nothing was written" in report.error
