@@ -131,12 +131,6 @@ def _less_trusted(*verdicts: tuple[str, str | None]) -> tuple[str, str | None]:
     return min(verdicts, key=lambda verdict: _severity(verdict[0]))
 
 
-def _interim_schema(con: duckdb.DuckDBPyConnection) -> bool:  # H10-TEMPORARY: remove once migration 0005 is in
-    return not con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'allocations' AND column_name = 'status'"
-    ).fetchall()[0][0]
-
-
 def allocation_verdict(con: duckdb.DuckDBPyConnection, fit_id: str, compute: float) -> tuple[str, str | None]:
     """The stored verdict ``(status, reason)`` on a fit's allocation at ``compute`` FLOPs.
 
@@ -145,8 +139,6 @@ def allocation_verdict(con: duckdb.DuckDBPyConnection, fit_id: str, compute: flo
     budget is not vouched for just below it); outside the grid, at best ``extrapolated``, since
     nothing was checked there.
     """
-    if _interim_schema(con):
-        return UNVERIFIED, "interim"
     rows = con.execute(
         "SELECT compute, status, reason FROM allocations WHERE fit_id = ? AND inference_tokens = 0 AND status IS NOT NULL "
         "ORDER BY compute",
@@ -271,8 +263,6 @@ def allocations_latest(con: duckdb.DuckDBPyConnection, family: str | None = None
 
 def allocation_statuses(con: duckdb.DuckDBPyConnection, fit_id: str, budgets: Sequence[float]) -> pl.DataFrame:
     """A fit's stored allocation at ``budgets`` (those on its grid): tokens per parameter, status and reason."""
-    if _interim_schema(con):
-        return pl.DataFrame()
     return con.sql(
         "SELECT compute, tokens_per_param, status, reason FROM allocations "
         "WHERE fit_id = ? AND inference_tokens = 0 AND list_contains(?::DOUBLE[], compute) ORDER BY compute",
@@ -282,8 +272,6 @@ def allocation_statuses(con: duckdb.DuckDBPyConnection, fit_id: str, budgets: Se
 
 def fit_profiles(con: duckdb.DuckDBPyConnection, fit_id: str) -> pl.DataFrame:
     """The stored profiles of a fit (long: parameter, value, objective, relative excess, budget, tokens/param)."""
-    if _interim_schema(con):
-        return pl.DataFrame()
     return con.sql(
         "SELECT parameter, value, objective, relative_excess, compute, tokens_per_param FROM fit_profiles "
         "WHERE fit_id = ? ORDER BY parameter, compute, value",
