@@ -31,7 +31,8 @@ def _loss_laws(con: duckdb.DuckDBPyConnection, echo: Callable[[str], None]) -> N
     """One row per family, one column per law: the newest fit's verdict; then every reason, one line each."""
     verdicts = loss_law_statuses(con)
     frame = pl.DataFrame([{"family": v.family, "law": v.law, "status": v.status} for v in verdicts])
-    echo(render(frame.pivot(on="law", index="family", values="status", sort_columns=True).sort("family"), "table"))
+    wide = frame.pivot(on="law", index="family", values="status", sort_columns=True).sort("family")
+    echo(render(wide.fill_null("-"), "table"))  # "-": the family's runs do not support that law
     for v in verdicts:
         if v.reason:
             echo(f"  {v.family} {v.law} v{v.version} {v.status}: {v.reason}")
