@@ -19,6 +19,7 @@ import typer
 
 from registry.cli_planning import allocate_command, coefficients_command, fit_command, history_command
 from registry.db import RegistryBusy, RegistryMissing, reader, writer
+from registry.disk import is_no_space, no_space
 from registry.home import Home
 from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, FormatOption, check_format, fail, render, to_json
 
@@ -36,7 +37,7 @@ def ingest(
 ) -> None:
     """Validate and ingest one file; rejected rows are kept in `rejects` with their reasons."""
     from registry.adapters.base import FileProblem
-    from registry.ingest import ingest_path
+    from registry.ingest import ingest_path, read_ahead
     from schemas.families import family_problem
 
     check_format(fmt)
@@ -48,11 +49,14 @@ def ingest(
         fail(f"{mapping}: no such mapping file")
     home = Home.from_env().ensure()
     try:
+        ahead = read_ahead(path, mapping=mapping, family=family)  # the slow part, before the writer is taken
         with writer(home.registry) as con:
-            report = ingest_path(con, home, path, family=family, mapping=mapping, kind="internal")
+            report = ingest_path(con, home, path, family=family, mapping=mapping, kind="internal", ahead=ahead)
     except FileProblem as problem:
         fail(str(problem))
     except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded
+        if is_no_space(error):
+            raise  # not the file's fault: main names the folder that is full
         fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
     if fmt == "json":
         typer.echo(to_json(report.as_dict()))
@@ -154,13 +158,39 @@ def registry_app(extra: dict[str, Callable[..., Any]] | None = None) -> typer.Ty
 app = registry_app()
 
 
+def _one_line(error: typer.TyperException) -> str:
+    """A usage error (unknown option, missing value, wrong type) as one line that says where to find help."""
+    text = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    return f"{text} (see '{context.command_path} --help')" if context is not None else text
+
+
 def main(command_line: typer.Typer = app) -> None:
-    """Run a command line, turning the errors users can cause into one clear line each."""
+    """Run a command line, turning the errors users can cause into one clear line each.
+
+    Exit codes: 0 done, 1 bad input (or a full disk), 2 a wrong invocation, 3 the registry is busy,
+    4 an allocation that is not trusted (``allocate`` without --allow-untrusted).
+    """
     try:
-        command_line()
+        code = command_line(standalone_mode=False)  # usage errors come back to us instead of a boxed message
+    except typer.TyperException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare ``scalereg``: the help, as click would print it
+            typer.echo(error.format_message())
+        else:
+            typer.echo(f"scalereg: {_one_line(error)}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("scalereg: aborted", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except RegistryBusy as busy:
         typer.echo(f"scalereg: {busy}", err=True)
         sys.exit(EXIT_BUSY)
     except RegistryMissing as missing:
         typer.echo(f"scalereg: {missing}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except Exception as error:
+        if not is_no_space(error):  # anything else is a bug: its traceback is what a report needs
+            raise
+        typer.echo(f"scalereg: {no_space(error, Home.from_env().root)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else 0)

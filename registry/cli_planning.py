@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import polars as pl
 import typer
 
+from registry.cli_input import AS_OF_FORMS, law_params, parse_as_of
 from registry.db import RegistryBusy, reader
 from registry.home import Home
 from registry.output import FormatOption, check_format, fail, render, to_json
@@ -42,17 +43,21 @@ def _coefficients_table(records: list[dict]) -> pl.DataFrame:
 def coefficients_command(
     family: Annotated[Optional[str], typer.Option(help="only this family")] = None,
     law: Annotated[Optional[str], typer.Option(help="only this law (chinchilla, isoflop, kaplan, data_constrained)")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="what was published at this time (ISO 8601)")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help=f"what was published at this moment: {AS_OF_FORMS}")] = None,
     fmt: FormatOption = "table",
 ) -> None:
     """The newest published coefficients per family and law, with 95% intervals."""
     from registry.planning import coefficients
 
     check_format(fmt)
+    try:
+        moment = parse_as_of(as_of) if as_of is not None else None
+    except ValueError as problem:
+        fail(str(problem))
     home = Home.from_env()
     try:
         with reader(home.registry) as con:
-            records = coefficients(con, family, law, as_of)
+            records = coefficients(con, family, law, moment)
     except RegistryBusy as busy:
         exported = home.exports / "coefficients.json"
         if as_of is not None or not exported.exists():
@@ -62,6 +67,9 @@ def coefficients_command(
             r for r in json.loads(exported.read_text(encoding="utf-8"))
             if (family is None or r["family"] == family) and (law is None or r["law"] == law)
         ]
+    if not records and moment is not None:
+        fail(f"nothing matching was published by {moment.isoformat(timespec='seconds')} (--as-of); "
+             "a later time, or no --as-of, gives what is published now")
     if not records:
         fail("no published fits match; run 'scalereg refit' (or 'make demo') first")
     typer.echo(to_json(records) if fmt == "json" else render(_coefficients_table(records), fmt))
@@ -104,15 +112,15 @@ def allocate_command(
             spec = get_law(law)
         except ValueError as problem:
             fail(str(problem))
+        if not spec.allocates:
+            fail(f"the {spec.name} law has no compute-optimal allocation; use --law chinchilla (or another law that allocates)")
         try:
-            given = json.loads(params)
-            law_params = {k: float(given[k]) for k in spec.param_names}
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            fail(f"--params must be JSON with numbers {', '.join(spec.param_names)} (the {spec.name} law), "
-                 'e.g. {"E":1.69,"A":406.4,"B":410.7,"alpha":0.34,"beta":0.28} for chinchilla')
+            given = law_params(spec, params)
+        except ValueError as problem:
+            fail(str(problem))
         try:
-            point = spec.allocate(law_params, budget)
-            chosen = spec.allocate_inference_aware(law_params, point.predicted_loss, serve) if serve else point
+            point = spec.allocate(given, budget)
+            chosen = spec.allocate_inference_aware(given, point.predicted_loss, serve) if serve else point
         except ValueError as problem:
             fail(str(problem))
         answer = {"law": spec.name, "compute": budget} | {
@@ -174,7 +182,7 @@ def fit_command(
     mapping: Annotated[Optional[Path], typer.Option(help="TOML mapping of the file's columns, as for ingest")] = None,
     huber_delta: Annotated[Optional[float], typer.Option("--huber-delta", help="Huber threshold (default 1e-3)")] = None,
     exclude_top_loss: Annotated[int, typer.Option("--exclude-top-loss")] = 0,
-    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples (0: none)")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples (0: none)")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     fmt: FormatOption = "table",
 ) -> None:

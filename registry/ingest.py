@@ -3,15 +3,20 @@
 Rules (ARCHITECTURE.md, "Nothing is lost"): every input row ends in ``runs``/``run_points`` or in
 ``rejects`` with its reasons; every source is recorded in ``sources`` with its content hash;
 re-ingesting the same content is a no-op; one source is one transaction.
+
+A source is its content *read one way* (adapter, mapping, ``--family``): the same content read
+another way is a corrected reading, which supersedes the earlier one (its runs, run points and
+rejects are removed; its ``sources`` row stays, with ``superseded_by``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,17 +29,20 @@ from registry.adapters import gadre, olmo_ladder, tables
 from registry.adapters.base import Batch, FileProblem
 from registry.adapters.mapping import GENERIC, ColumnMapping, load_mapping, read_with_mapping
 from registry.db import one, transaction
+from registry.disk import NoSpace, is_no_space, no_space
 from registry.home import PROJECT_ROOT, Home
+from registry.run_losses import declared_losses, extra_loss_rejects, fitted_losses, mark_fitted
 from registry.validate import flag_expressions, validate
-from schemas.runs import COMPUTE_TOLERANCE
+from schemas.runs import COMPUTE_TOLERANCE, SAME_VALUE_RTOL
 
 ADAPTERS: dict[str, Callable[[Path], Batch]] = {"gadre": gadre.read, "olmo_ladder": olmo_ladder.read}
 RUN_KEY = ["family", "run_name"]
 POINT_KEY = ["family", "run_name", "step", "loss_name"]
-SAME_VALUE_TOLERANCE = 1e-9
 #: Archived copies keep the input's name only as far as it is safe in any folder on any system.
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+=@-]+")
 MAX_ARCHIVE_NAME = 120
+#: A copy still being written into the archive: ``.<name>.<pid>.partial``, renamed into place when complete.
+_PARTIAL = re.compile(r"^\..+\.(?P<pid>\d+)\.partial$")
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,16 @@ class IngestReport:
     runs_added: int = 0
     error: str | None = None
     families: tuple[str, ...] = field(default_factory=tuple)
+    supersedes: tuple[int, ...] = ()  # earlier readings of the same content this one replaced (source ids)
 
     @property
     def conserved(self) -> bool:
         return self.rows_read == self.rows_accepted + self.rows_rejected
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"families": list(self.families)}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {
+            "families": list(self.families), "supersedes": list(self.supersedes),
+        }
 
 
 def content_hash(path: Path) -> str:
@@ -73,6 +84,21 @@ def content_hash(path: Path) -> str:
                 return hashlib.file_digest(handle, "sha256").hexdigest()
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
+
+
+def reading_hash(adapter: str, mapping: ColumnMapping | None, family: str | None) -> str:
+    """sha256 of how a source is read: adapter, mapping and family override (never its name or citation).
+
+    With the content hash it is the source's identity: the same content read another way is a new
+    reading, which supersedes the earlier one.
+    """
+    how = {
+        "adapter": adapter,
+        "family": family,
+        "mapping": mapping.model_dump(mode="json", exclude={"name", "citation"}) if mapping else None,
+        "slugify_family": mapping.slugify_family if mapping else None,
+    }
+    return hashlib.sha256(json.dumps(how, sort_keys=True).encode()).hexdigest()
 
 
 def display_path(path: Path) -> str:
@@ -103,27 +129,89 @@ def safe_file_name(name: str) -> str:
     return cleaned.strip("._") and cleaned or "input"
 
 
-def _archive(home: Home, path: Path, sha256: str) -> Path:
-    """Keep a copy of every ingested input by content hash, so the registry never depends on the original.
-
-    Only a sanitised name is used under ``archive/<hash>/``, so no input name can place the copy
-    anywhere else (``..``, separators, a name of its own hash folder).
-    """
+def _archive_target(home: Home, path: Path, sha256: str) -> Path:
+    """Where an input's copy lives: ``archive/<hash>/`` and only a sanitised name, so no input name can
+    place the copy anywhere else (``..``, separators, a name of its own hash folder)."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     archive = home.archive.resolve()
     target = archive / sha256[:2] / sha256 / safe_file_name(path.resolve().name)
     if target.parent.parent.parent != archive:
         raise ValueError(f"archive path {target} would leave {archive}")
+    return target
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _discard_copy(copy: Path) -> None:
+    """Remove an archive copy (or its partial) and the hash folders that held only it."""
+    _remove(copy)
+    for folder in (copy.parent, copy.parent.parent):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _writing(pid: int) -> bool:
+    """Whether another live process may still be writing its partial copy (this process's are leftovers)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_partials(archive: Path) -> None:
+    """Remove copies left half-written by an ingest that was killed: the process that wrote each is gone."""
+    for partial in archive.glob("*/*/.*.partial"):
+        found = _PARTIAL.match(partial.name)
+        if found and not _writing(int(found["pid"])):
+            _remove(partial)
+
+
+def _archive(home: Home, path: Path, sha256: str) -> Path:
+    """Keep a copy of every ingested input by content hash, so the registry never depends on the original.
+
+    The copy is written under a partial name and renamed into place, so the archive never holds a
+    truncated copy under the real name; a copy that fails (a full disk) is removed before the error
+    goes on, and partial copies of killed ingests are swept away by the next one.
+    """
+    target = _archive_target(home, path, sha256)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = home.archive.resolve()
+    _sweep_partials(archive)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    shutil.copytree(path, tmp) if path.is_dir() else shutil.copyfile(path, tmp)
-    tmp.rename(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
+        shutil.copytree(path, tmp) if path.is_dir() else shutil.copyfile(path, tmp)
+        tmp.rename(target)
+    except OSError as error:
+        _discard_copy(tmp)
+        if is_no_space(error):
+            raise NoSpace(archive) from error
+        raise
     return target
+
+
+@contextmanager
+def _archived(home: Home, path: Path, sha256: str) -> Iterator[Path]:
+    """The input's archived copy for the block that stores its source: a copy made for a store that then
+    fails is removed again, so the archive holds only inputs the registry has (and a full disk gets its room back)."""
+    made = not _archive_target(home, path, sha256).exists()
+    archived = _archive(home, path, sha256)
+    try:
+        yield archived
+    except BaseException:
+        if made:
+            _discard_copy(archived)
+        raise
 
 
 def _reject_frame(rows: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
@@ -171,24 +259,31 @@ def _run_ids(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame
         ).pl()
 
 
-def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
-    """Incoming runs already in the registry: identical ones are duplicates, different ones conflicts."""
+def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, replacing: Sequence[int] = ()) -> pl.DataFrame:
+    """Incoming runs already in the registry: identical ones (``same``) are duplicates, different ones conflicts.
+
+    Values are the same when they agree to :data:`SAME_VALUE_RTOL` (a float32 export of 3.1 is 3.0999999).
+    Runs of the sources this ingest replaces are not compared: they are about to go.
+    """
     with _registered(con, incoming=runs.select("run_id", "run_name", "params", "tokens", "loss")):
         found = con.sql(
             """
             SELECT i.run_id, s.name AS earlier_source, r.params AS old_params, r.tokens AS old_tokens, r.loss AS old_loss,
                    i.params, i.tokens, i.loss
             FROM incoming i JOIN runs r USING (run_id) JOIN sources s USING (source_id)
-            """
+            WHERE NOT list_contains(?::BIGINT[], r.source_id)
+            """,
+            params=[list(replacing)],
         ).pl()
     if found.height == 0:
-        return pl.DataFrame(schema={"run_id": pl.String, "reason": pl.String})
+        return pl.DataFrame(schema={"run_id": pl.String, "same": pl.Boolean, "reason": pl.String})
     same = pl.all_horizontal(
-        ((pl.col(new) - pl.col(f"old_{new}")).abs() <= SAME_VALUE_TOLERANCE * pl.col(f"old_{new}").abs())
+        ((pl.col(new) - pl.col(f"old_{new}")).abs() <= SAME_VALUE_RTOL * pl.col(f"old_{new}").abs())
         for new in ("params", "tokens", "loss")
     )
     return found.select(
         "run_id",
+        same.alias("same"),
         pl.when(same)
         .then(pl.lit("run already in the registry from source '") + pl.col("earlier_source") + pl.lit("' with the same values; nothing to add"))
         .otherwise(
@@ -209,10 +304,11 @@ def _raw_rows(batch: Batch, row_numbers: pl.Series) -> pl.DataFrame:
     if "raw" in raw.columns and set(raw.columns) <= {"row_number", "member", "raw"}:  # adapters give raw JSON
         member = pl.col("member") if "member" in raw.columns else pl.lit(None, dtype=pl.String)
         return raw.select("row_number", member.alias("member"), pl.col("raw").cast(pl.String))
-    # Floats go as text so NaN and infinity survive: JSON would turn them into null.
+    # Floats go as text so NaN and infinity survive: JSON would turn them into null. The schema is
+    # read once: polars rebuilds it on every access, which made this quadratic in the column count.
     values = [
-        pl.col(c).cast(pl.String) if raw.schema[c].is_float() else pl.col(c)
-        for c in raw.columns if c != "row_number"
+        pl.col(name).cast(pl.String) if dtype.is_float() else pl.col(name)
+        for name, dtype in raw.schema.items() if name != "row_number"
     ]
     return raw.select(
         "row_number",
@@ -232,6 +328,8 @@ class IncomingSource:
     citation: str | None
     original_path: str
     sha256: str
+    reading_sha256: str | None = None  # how it is read: see reading_hash
+    supersedes: tuple[int, ...] = ()  # earlier readings of the same content that this one replaces
 
 
 @dataclass(frozen=True)
@@ -282,12 +380,28 @@ def _insert_source(
     counts = [stored.rows_read, stored.rows_accepted, stored.rows_rejected] if stored else [0, 0, 0]
     con.execute(
         "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, archive_path, sha256, ingested_at, "
-        "rows_read, rows_accepted, rows_rejected, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "rows_read, rows_accepted, rows_rejected, status, error, reading_sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [source_id, source.name, source.kind, source.adapter, source.citation, source.original_path,
          str(archive_path) if archive_path else None, source.sha256, ingested_at or datetime.now(timezone.utc),
-         *counts, "ingested" if stored else "failed", error],
+         *counts, "ingested" if stored else "failed", error, source.reading_sha256],
     )
     return source_id
+
+
+def _supersede(con: duckdb.DuckDBPyConnection, replaced: Sequence[int], by: int) -> None:
+    """Replace earlier readings: their runs, run points and rejects go, their sources rows say by which reading.
+
+    Removed rather than marked, so no fit, planner or query can use a superseded value by mistake;
+    the earlier reading stays traceable (its sources row, counts and archived copy).
+    """
+    if not replaced:
+        return
+    ids = list(replaced)
+    con.execute("DELETE FROM run_points WHERE list_contains(?::BIGINT[], source_id)", [ids])
+    con.execute("DELETE FROM runs WHERE list_contains(?::BIGINT[], source_id)", [ids])
+    con.execute("DELETE FROM rejects WHERE list_contains(?::BIGINT[], source_id)", [ids])
+    con.execute("UPDATE sources SET superseded_by = ? WHERE list_contains(?::BIGINT[], source_id)", [by, ids])
 
 
 def _record_failure(con: duckdb.DuckDBPyConnection, source: IncomingSource, message: str) -> IngestReport:
@@ -310,8 +424,13 @@ def ingest_path(
     mapping: ColumnMapping | Path | None = None,
     family: str | None = None,
     citation: str | None = None,
+    ahead: ReadAhead | None = None,
 ) -> IngestReport:
-    """Ingest a file or folder; returns what happened. Never raises for bad input: it records it."""
+    """Ingest a file or folder; returns what happened. Never raises for bad input: it records it.
+
+    ``ahead``: the file already read and validated by :func:`read_ahead` (the same way), so that a
+    caller holds the registry's writer only to reconcile and store it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -326,27 +445,31 @@ def ingest_path(
     )
     if oversized:
         return _record_failure(con, source, oversized)
-    earlier = one(
-        con,
-        "SELECT source_id, name, rows_read, rows_accepted, rows_rejected FROM sources WHERE sha256 = ? AND status = 'ingested' "
-        "ORDER BY source_id LIMIT 1",
-        [source.sha256],
-    )
-    if earlier:
-        return IngestReport(
-            name=earlier[1], path=source.original_path, sha256=source.sha256, status="unchanged", source_id=earlier[0],
-            rows_read=earlier[2], rows_accepted=earlier[3], rows_rejected=earlier[4],
-        )
     try:
-        if adapter == "mapping":
-            chosen = load_mapping(mapping) if isinstance(mapping, Path) else (mapping or GENERIC)
-            # a mapping may name its source and give its citation; what the caller gives wins
-            source = replace(source, name=name or chosen.name or path.name, citation=citation or chosen.citation)
-            batch = read_with_mapping(path, chosen, family=family)
-        elif adapter in ADAPTERS:
-            batch = ADAPTERS[adapter](path)
-        else:
-            raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
+        chosen = _chosen_mapping(adapter, mapping)
+    except FileProblem as problem:
+        return _record_failure(con, source, str(problem))
+    if chosen is not None:  # a mapping may name its source and give its citation; what the caller gives wins
+        source = replace(source, name=name or chosen.name or path.name, citation=citation or chosen.citation)
+    source = replace(source, reading_sha256=reading_hash(adapter, chosen, family))
+    earlier = con.execute(
+        "SELECT source_id, name, rows_read, rows_accepted, rows_rejected, reading_sha256 FROM sources "
+        "WHERE sha256 = ? AND status = 'ingested' AND superseded_by IS NULL ORDER BY source_id",
+        [source.sha256],
+    ).fetchall()
+    for source_id, earlier_name, read, accepted, rejected, reading in earlier:
+        if reading == source.reading_sha256:
+            return IngestReport(
+                name=earlier_name, path=source.original_path, sha256=source.sha256, status="unchanged",
+                source_id=source_id, rows_read=read, rows_accepted=accepted, rows_rejected=rejected,
+            )
+    # the same content read another way (a corrected mapping, another family): this reading replaces those
+    source = replace(source, supersedes=tuple(row[0] for row in earlier))
+    if ahead is not None and (ahead.path, ahead.reading_sha256) != (path, source.reading_sha256):
+        raise ValueError(f"{path} was read ahead as {ahead.path} another way; read it ahead as it is ingested")
+    try:
+        batch = ahead.batch if ahead else _read_batch(path, adapter, chosen, family)
+        declared = declared_losses(home, batch.points.get_column("family").unique().drop_nulls().to_list(), path.name)
     except FileProblem as problem:
         return _record_failure(con, source, str(problem))
     except (Exception, tables.PanicException) as error:  # noqa: BLE001 - the file is recorded, never half-read
@@ -356,19 +479,22 @@ def ingest_path(
         )
         return _record_failure(con, source, message)
     try:
-        reconciled = _reconcile(con, batch)
+        validated = (ahead.accepted, ahead.rejects) if ahead else None
+        reconciled = _reconcile(con, batch, declared=declared, replacing=source.supersedes, validated=validated)
         if reconciled.conserved:
             return _store(con, home, source, reconciled)
-    except (duckdb.Error, pl.exceptions.PolarsError, tables.PanicException) as error:
+    except (NoSpace, duckdb.Error, pl.exceptions.PolarsError, tables.PanicException) as error:
         # The file's transaction was rolled back: record that it failed rather than leave no trace.
-        message = (
+        # A full disk (the archive copy, DuckDB's write-ahead log) is not a bug: say which folder is full.
+        full = no_space(error, home.root) if is_no_space(error) else None
+        message = f"{path.name}: {full}" if full else (
             f"{path.name}: could not be written ({type(error).__name__}: {tables.first_line(error)}); nothing was "
             "written. This is a bug in scalereg's ingest: please report it with the file."
         )
         try:
             return _record_failure(con, source, message)
         except duckdb.Error:
-            raise error from None
+            raise (full or error) from None
     return _record_failure(
         con, source,
         f"{path.name}: {reconciled.rows_read} rows read but {reconciled.rows_accepted} accepted + "
@@ -377,23 +503,87 @@ def ingest_path(
     )
 
 
-def _reconcile(con: duckdb.DuckDBPyConnection, batch: Batch) -> Reconciled:
-    """Validate a batch and set it against the registry: repeats within the file and conflicting runs are rejected."""
-    accepted, rejects = validate(batch)
-    duplicates = _within_file_duplicates(accepted)
-    if duplicates.height:
-        rejects = pl.concat([rejects, duplicates])
-        accepted = accepted.filter(~pl.col("row_number").is_in(duplicates.get_column("row_number").implode()))
+@dataclass(frozen=True)
+class ReadAhead:
+    """A file read and validated before the registry's writer is taken: the slow part of a wide or long file
+    is done while readers and other writers can still get in. ``ingest_path(..., ahead=...)`` takes it."""
 
-    runs = _assemble_runs(accepted)
-    runs = runs.join(_run_ids(con, runs), on=RUN_KEY, how="left")
-    conflicts = _conflicts(con, runs)
+    path: Path
+    reading_sha256: str  # how it was read (see reading_hash): ingest_path refuses it for another reading
+    batch: Batch
+    accepted: pl.DataFrame  # the rows that passed validation
+    rejects: pl.DataFrame  # (row_number, reason) of those that did not
+
+
+def read_ahead(
+    path: Path, *, adapter: str = "mapping", mapping: ColumnMapping | Path | None = None, family: str | None = None
+) -> ReadAhead | None:
+    """Read and validate ``path`` without the registry; None when it cannot be read (ingest_path records why)."""
+    path = Path(path)
+    try:
+        chosen = _chosen_mapping(adapter, mapping)
+        batch = _read_batch(path, adapter, chosen, family)
+        return ReadAhead(path, reading_hash(adapter, chosen, family), batch, *validate(batch))
+    except (Exception, tables.PanicException):  # noqa: BLE001 - ingest_path reads it again and records the failure
+        return None
+
+
+def _read_batch(path: Path, adapter: str, chosen: ColumnMapping | None, family: str | None) -> Batch:
+    """The file's rows, through its mapping or its own adapter (see :func:`_chosen_mapping`)."""
+    return read_with_mapping(path, chosen, family=family) if chosen is not None else ADAPTERS[adapter](path)
+
+
+def _chosen_mapping(adapter: str, mapping: ColumnMapping | Path | None) -> ColumnMapping | None:
+    """The mapping a tabular source is read with (None for a source with an adapter of its own)."""
+    if adapter == "mapping":
+        return load_mapping(mapping) if isinstance(mapping, Path) else (mapping or GENERIC)
+    if adapter in ADAPTERS:
+        return None
+    raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
+
+
+def _rejecting(accepted: pl.DataFrame, rejects: pl.DataFrame, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Reject whole input rows: a row is accepted only if every one of its points is."""
+    if new.height == 0:
+        return accepted, rejects
+    rejected_rows = new.get_column("row_number").implode()
+    return accepted.filter(~pl.col("row_number").is_in(rejected_rows)), pl.concat([rejects, new.select(rejects.columns)])
+
+
+def _reconcile(
+    con: duckdb.DuckDBPyConnection,
+    batch: Batch,
+    *,
+    declared: Mapping[str, str] | None = None,
+    replacing: Sequence[int] = (),
+    validated: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+) -> Reconciled:
+    """Validate a batch and set it against the registry: repeats within the file, conflicting runs and extra
+    losses that cannot be stored are rejected.
+
+    ``declared`` are the fitted losses family settings declare; ``replacing`` the sources this one supersedes,
+    whose runs no longer count; ``validated`` the batch's accepted rows and rejects when it was validated ahead.
+    """
+    accepted, rejects = validated or validate(batch)
+    fitted = fitted_losses(con, accepted, batch.points, declared or {}, replacing)
+    accepted = mark_fitted(accepted, fitted)
+    accepted, rejects = _rejecting(accepted, rejects, _within_file_duplicates(accepted))
+    run_ids = _run_ids(con, accepted.select(RUN_KEY).unique())
+
+    runs = _assemble_runs(accepted).join(run_ids, on=RUN_KEY, how="left")
+    conflicts = _conflicts(con, runs, replacing)
     if conflicts.height:
-        bad = runs.join(conflicts, on="run_id").select(RUN_KEY + ["reason"])
-        rows = accepted.join(bad, on=RUN_KEY).select("row_number", "reason").unique()
-        rejects = pl.concat([rejects, rows])
-        accepted = accepted.filter(~pl.col("row_number").is_in(rows.get_column("row_number").implode()))
+        # A conflicting run loses all its rows. A run already stored with the same values loses its fitted
+        # rows only: its other losses are checked below as extra losses of the stored run.
+        bad = runs.join(conflicts, on="run_id").select(RUN_KEY + ["same", "reason"])
+        rows = accepted.join(bad, on=RUN_KEY).filter(~pl.col("same") | pl.col("fit_loss"))
+        accepted, rejects = _rejecting(accepted, rejects, rows.select("row_number", "reason").unique())
         runs = runs.filter(~pl.col("run_id").is_in(conflicts.get_column("run_id").implode()))
+    points = accepted.join(run_ids, on=RUN_KEY)
+    accepted, rejects = _rejecting(accepted, rejects, extra_loss_rejects(con, points, runs, fitted, replacing))
+    # rows may have gone since: the runs are assembled again from exactly the accepted points
+    runs = _assemble_runs(accepted).join(run_ids, on=RUN_KEY, how="left")
+    points = accepted.join(run_ids, on=RUN_KEY)
 
     reject_rows = (
         rejects.group_by("row_number", maintain_order=True).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
@@ -403,9 +593,10 @@ def _reconcile(con: duckdb.DuckDBPyConnection, batch: Batch) -> Reconciled:
     # one point per row is the common case (a table of final values or one loss per step)
     one_point_per_row = batch.points.height == batch.rows_read
     has_curves = not one_point_per_row or accepted.get_column("step").is_not_null().any()
+    has_extra_losses = not accepted.get_column("fit_loss").all()
     return Reconciled(
         runs=runs,
-        points=accepted.join(runs.select(RUN_KEY + ["run_id"]), on=RUN_KEY) if has_curves else None,
+        points=points if has_curves or has_extra_losses else None,
         reject_rows=reject_rows,
         rows_read=batch.rows_read,
         rows_accepted=accepted.height if one_point_per_row else accepted.get_column("row_number").n_unique(),
@@ -415,11 +606,17 @@ def _reconcile(con: duckdb.DuckDBPyConnection, batch: Batch) -> Reconciled:
 
 def _store(con: duckdb.DuckDBPyConnection, home: Home, source: IncomingSource, reconciled: Reconciled) -> IngestReport:
     """Archive the input, then write its source row, runs, curve points and rejects in one transaction."""
-    archived = _archive(home, source.path, source.sha256)
+    with _archived(home, source.path, source.sha256) as archived:
+        return _write(con, source, reconciled, archived)
+
+
+def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: Reconciled, archived: Path) -> IngestReport:
+    """The source row, runs, curve points and rejects of an archived input, in one transaction."""
     now = datetime.now(timezone.utc)
     runs, points, reject_rows = reconciled.runs, reconciled.points, reconciled.reject_rows
     with transaction(con):
         source_id = _insert_source(con, source, stored=reconciled, archive_path=archived, ingested_at=now)
+        _supersede(con, source.supersedes, by=source_id)
         with _registered(con, incoming_runs=runs):
             con.execute(
                 """
@@ -434,7 +631,11 @@ def _store(con: duckdb.DuckDBPyConnection, home: Home, source: IncomingSource, r
             )
         if points is not None and points.height:
             with _registered(con, incoming_points=points):
-                con.execute("INSERT INTO run_points SELECT run_id, step, tokens, loss_name, loss FROM incoming_points")
+                con.execute(
+                    "INSERT INTO run_points (run_id, step, tokens, loss_name, loss, source_id) "
+                    "SELECT run_id, step, tokens, loss_name, loss, ? FROM incoming_points",
+                    [source_id],
+                )
         if reject_rows.height:
             with _registered(con, incoming_rejects=reject_rows):
                 con.execute(
@@ -444,4 +645,5 @@ def _store(con: duckdb.DuckDBPyConnection, home: Home, source: IncomingSource, r
         name=source.name, path=source.original_path, sha256=source.sha256, status="ingested", source_id=source_id,
         rows_read=reconciled.rows_read, rows_accepted=reconciled.rows_accepted, rows_rejected=reconciled.rows_rejected,
         runs_added=runs.height, families=tuple(sorted(runs.get_column("family").unique().to_list())),
+        supersedes=source.supersedes,
     )

@@ -17,7 +17,14 @@ def prepare_dagster_home(home: Home) -> str:
     source = PROJECT_ROOT / "dagster.yaml"
     target = home.dagster / "dagster.yaml"
     if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
+        # written whole or not at all: a full disk must not leave Dagster a truncated configuration
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            shutil.copyfile(source, partial)
+            partial.replace(target)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
     os.environ["DAGSTER_HOME"] = str(home.dagster)
     os.environ.setdefault("SCALEREG_HOME", str(home.root))
     return str(home.dagster)
