@@ -9,6 +9,7 @@ default), never a literal.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,9 @@ def percentile_interval(values: Any, level: float) -> Interval:
     has the shape of one row (a float for 1-D ``values``).
     """
     q = 100 * np.array([(1 - check_level(level)) / 2, (1 + level) / 2])
-    with np.errstate(invalid="ignore"):  # unidentified parameters may be inf
+    # unidentified parameters may be inf; a quantity a law does not give (Approach 1's loss) is all NaN
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
         lo, hi = np.nanpercentile(np.asarray(values, float), q, axis=0)
     return _scalar(lo), _scalar(hi)
 

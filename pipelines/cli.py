@@ -30,18 +30,27 @@ def refit_command(
 ) -> None:
     """Refit families in-process through the Dagster job (only changed data or code gets a new version)."""
     from pipelines.runner import refit
+    from registry.db import reader
+    from registry.planning import loss_law_statuses
     from schemas.families import family_problem
 
     for key in family or []:
         if problem := family_problem(key):
             fail(problem)
     config = {"ops": {"fits": {"config": {"bootstrap_resamples": bootstrap}}}}
-    results = refit(Home.from_env(), list(family) if family else None, run_config=config)
+    home = Home.from_env()
+    results = refit(home, list(family) if family else None, run_config=config)
     fitted = [
         e.materialization.metadata["fitted"].value
         for r in results for e in r.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"
     ]
     typer.echo("refit: " + ("; ".join(sorted(set(fitted))) or "no families"))
+    # held fits are verdicts, not errors: they are listed with their reasons and the command succeeds
+    new = {fit_id.strip() for line in fitted for fit_id in line.split(",")}
+    with reader(home.registry) as con:
+        held = [s for s in loss_law_statuses(con) if s.status != "published" and f"{s.family}/{s.law}/v{s.version}" in new]
+    for fit in held:
+        typer.echo(f"{fit.status}: {fit.family}/{fit.law} v{fit.version}: {fit.reason}")
 
 
 def ui(

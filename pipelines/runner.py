@@ -19,9 +19,31 @@ def home_instance(home: Home) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+class JobFailed(RuntimeError):
+    """A job failed for a reason other than fits held by their gates; the message is Dagster's account of it."""
+
+
+def held_only(result: dg.ExecuteInProcessResult) -> bool:
+    """The run failed only because blocking checks held fits: each failed step materialised its asset, then
+    Dagster failed it for a blocking check (a held fit is a verdict stored in the registry, not an error)."""
+    failed = {e.step_key for e in result.get_step_failure_events()}
+    materialised = {e.step_key for e in result.get_asset_materialization_events()}
+    holds = [
+        c for c in result.get_asset_check_evaluations()
+        if not c.passed and c.blocking and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    return bool(failed) and failed <= materialised and bool(holds)
+
+
+#: Jobs whose failed blocking checks hold fits (a verdict stored with the fit), not errors of the command.
+HOLDING_JOBS = frozenset({"refit"})
+
+
 def run_job(
     home: Home, job_name: str, run_config: dict | None = None, tags: dict[str, str] | None = None
 ) -> dg.ExecuteInProcessResult:
+    """Execute a job in-process; errors are raised. A run of a job in :data:`HOLDING_JOBS` that failed only
+    because fits were held returns its (failed) result; any other failure of it raises :class:`JobFailed`."""
     from pipelines.definitions import build_defs
 
     prepare_dagster_home(home)
@@ -32,13 +54,21 @@ def run_job(
         # A run killed earlier may still claim the registry pool: recover it rather than wait for it forever.
         clear_the_pool(instance, home)
         with recovering_while_running():
-            return job.execute_in_process(
-                run_config=run_config, instance=instance, tags={**(tags or {}), **process_tags()}, raise_on_error=True
+            result = job.execute_in_process(
+                run_config=run_config, instance=instance, tags={**(tags or {}), **process_tags()},
+                raise_on_error=job_name not in HOLDING_JOBS,
             )
+    if not (result.success or held_only(result)):
+        errors = [e.step_failure_data.error for e in result.get_step_failure_events() if e.step_failure_data.error]
+        raise JobFailed(f"job {job_name!r} failed: " + "; ".join(f"{e.cls_name}: {e.message.strip()}" for e in errors))
+    return result
 
 
 def refit(home: Home, families: list[str] | None = None, run_config: dict | None = None) -> list[dg.ExecuteInProcessResult]:
-    """Refit the given families (default: all) in one run, then refresh coefficients, allocations and exports."""
+    """Refit the given families (default: all) in one run, then refresh coefficients, allocations and exports.
+
+    Held fits do not stop it: they are stored with their reasons and the publish job runs regardless.
+    """
     from pipelines.defs.fit_assets import FAMILIES
     from registry.db import reader
     from registry.fit_store import families as registry_families

@@ -17,6 +17,7 @@ import polars as pl
 
 from laws.intervals import Samples
 from registry.db import one, transaction
+from registry.family_settings import Exclusion, FamilySettings, record_family_settings
 
 
 def laws_code_version() -> str:
@@ -32,39 +33,121 @@ def laws_code_version() -> str:
 #: Runs flagged "diverged" are left out of fits by default; they stay in the registry.
 EXCLUDED_FLAGS = ("diverged",)
 
+# A family's fitted loss is the loss its runs carry, unless its settings name another: then a run
+# whose own loss is a different one contributes that loss from run_points (its final evaluation,
+# else its last step). The parameters are: family, flags, the settings' loss name (twice, NULL: the
+# runs' own), the loss name again for the extra losses.
 _FIT_RUNS = """
-    SELECT run_id, params, tokens, unique_tokens, flops, flops_derived, loss
-    FROM runs
-    WHERE family = ? AND NOT list_has_any(flags, ?::VARCHAR[])
+    WITH chosen AS (
+        SELECT * FROM runs WHERE family = ? AND NOT list_has_any(flags, ?::VARCHAR[])
+    ),
+    own AS (
+        SELECT run_id, run_name, params, tokens, unique_tokens, flops, flops_derived, loss
+        FROM chosen WHERE ?::VARCHAR IS NULL OR loss_name = ?
+    ),
+    extra AS (
+        SELECT r.run_id, r.run_name, r.params, coalesce(p.tokens, r.tokens) AS tokens, r.unique_tokens,
+               CASE WHEN p.tokens IS NULL OR p.tokens = r.tokens THEN r.flops ELSE 6 * r.params * p.tokens END AS flops,
+               CASE WHEN p.tokens IS NULL OR p.tokens = r.tokens THEN r.flops_derived ELSE TRUE END AS flops_derived,
+               p.loss
+        FROM chosen r JOIN run_points p ON p.run_id = r.run_id AND p.loss_name = ?
+        WHERE r.loss_name <> p.loss_name
+        QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY p.step DESC NULLS FIRST) = 1
+    )
+    SELECT * FROM own UNION ALL SELECT * FROM extra
     ORDER BY run_id
 """
 
-
+# Every checkpoint of the fitted loss (the settings' loss, else each run's own).
 _FIT_CHECKPOINTS = """
-    SELECT r.run_id, r.params, p.tokens, r.unique_tokens, 6 * r.params * p.tokens AS flops, TRUE AS flops_derived, p.loss
-    FROM runs r JOIN run_points p ON p.run_id = r.run_id AND p.loss_name = r.loss_name
+    SELECT r.run_id, r.run_name, r.params, p.tokens, r.unique_tokens, 6 * r.params * p.tokens AS flops,
+           TRUE AS flops_derived, p.loss
+    FROM runs r JOIN run_points p ON p.run_id = r.run_id AND p.loss_name = coalesce(?::VARCHAR, r.loss_name)
     WHERE r.family = ? AND NOT list_has_any(r.flags, ?::VARCHAR[]) AND p.step > 0
     ORDER BY r.run_id, p.step
 """
 #: With fewer distinct final token counts than this, final values cannot separate the data term
 #: from the irreducible loss (every Gemstones run ends at the same D), so checkpoints are fitted.
 MIN_DISTINCT_FINAL_TOKENS = 3
+#: A family has training curves (for Approach 1) when at least this many runs have several points.
+MIN_CURVES = 3
 
 
-def family_runs(con: duckdb.DuckDBPyConnection, family: str) -> pl.DataFrame:
-    """The exact observations a fit of ``family`` uses, in a stable order.
+@dataclass(frozen=True)
+class Observations:
+    """What a family's fits are made on, as its settings choose, and what was left out.
 
-    Normally one per run (its final point). When the runs' final points all sit at (nearly) one
-    token count but the runs have curves, each checkpoint of the fitted loss is an observation
-    (column ``checkpoint`` tells which was done).
+    Attributes:
+        runs: the fitted observations, one per run (its final point) or every checkpoint
+            (column ``checkpoint`` says which).
+        curves: every checkpoint of the fitted loss (for Approach 1), or None when fewer than
+            :data:`MIN_CURVES` runs have a curve.
+        fitted_on: "final values" or "checkpoints".
+        loss_name: the loss fitted (None: each run's own).
+        excluded: the runs the settings leave out that the family has, with the reasons.
+        missing_exclusions: runs the settings exclude that the family does not have (misspelt?).
+        without_loss: runs left out because they have no value of ``loss_name``.
     """
-    runs = con.sql(_FIT_RUNS, params=[family, list(EXCLUDED_FLAGS)]).pl()
+
+    runs: pl.DataFrame
+    curves: pl.DataFrame | None
+    fitted_on: str
+    loss_name: str | None = None
+    excluded: tuple[Exclusion, ...] = ()
+    missing_exclusions: tuple[str, ...] = ()
+    without_loss: int = 0
+
+    def diagnostics(self) -> dict:
+        """How the observations were chosen, for every fit's diagnostics."""
+        return {
+            "fitted_on": self.fitted_on,
+            "loss_name": self.loss_name,
+            "excluded_runs": [{"run": e.run, "reason": e.reason} for e in self.excluded],
+            "exclusions_not_found": list(self.missing_exclusions),
+            "runs_without_the_loss": self.without_loss,
+        }
+
+
+def _has_curves(points: pl.DataFrame) -> bool:
+    per_run = points.group_by("run_id").len()
+    return int((per_run.get_column("len") >= 2).sum()) >= MIN_CURVES
+
+
+def family_observations(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> Observations:
+    """The observations a fit of ``settings.family`` uses, in a stable order, chosen by its settings.
+
+    ``fit_on = "auto"`` fits final values unless the runs' final points all sit at (nearly) one token
+    count while the runs have curves; then each checkpoint of the fitted loss is an observation.
+    """
+    flags = list(EXCLUDED_FLAGS)
+    loss = settings.loss_name
+    every = con.sql(_FIT_RUNS, params=[settings.family, flags, loss, loss, loss]).pl()
+    points = con.sql(_FIT_CHECKPOINTS, params=[loss, settings.family, flags]).pl()
+    names = settings.excluded_runs
+    runs = every.filter(~pl.col("run_name").is_in(list(names)))
+    points = points.filter(~pl.col("run_name").is_in(list(names)))
+    present = set(every.get_column("run_name").to_list())
+    excluded = tuple(e for e in sorted(settings.exclude, key=lambda e: e.run) if e.run in present)
+    missing = tuple(sorted(names - present))
+    without_loss = 0
+    if loss is not None:
+        (total,) = one(con, "SELECT count(*) FROM runs WHERE family = ? AND NOT list_has_any(flags, ?::VARCHAR[])",
+                       [settings.family, flags])
+        without_loss = int(total) - every.height
+    curves = points if points.height > runs.height and _has_curves(points) else None
     distinct_tokens = runs.get_column("tokens").round_sig_figs(3).n_unique() if runs.height else 0
-    if runs.height and distinct_tokens < MIN_DISTINCT_FINAL_TOKENS:
-        points = con.sql(_FIT_CHECKPOINTS, params=[family, list(EXCLUDED_FLAGS)]).pl()
-        if points.height > runs.height:
-            return points.with_columns(pl.lit(True).alias("checkpoint"))
-    return runs.with_columns(pl.lit(False).alias("checkpoint"))
+    wanted = {"final": False, "checkpoints": True, "auto": bool(runs.height) and distinct_tokens < MIN_DISTINCT_FINAL_TOKENS}
+    on_checkpoints = wanted[settings.fit_on] and curves is not None
+    chosen = (curves if on_checkpoints else runs).with_columns(pl.lit(on_checkpoints).alias("checkpoint"))
+    return Observations(
+        runs=chosen, curves=curves, fitted_on="checkpoints" if on_checkpoints else "final values", loss_name=loss,
+        excluded=excluded, missing_exclusions=missing, without_loss=without_loss,
+    )
+
+
+def family_runs(con: duckdb.DuckDBPyConnection, family: str, settings: FamilySettings | None = None) -> pl.DataFrame:
+    """The exact observations a fit of ``family`` uses (see :func:`family_observations`; default settings)."""
+    return family_observations(con, settings or FamilySettings(family=family)).runs
 
 
 def data_version(runs: pl.DataFrame) -> str:
@@ -91,7 +174,8 @@ class FitRecord:
     """One fit, ready to be stored: what was fitted, how it did, what a planner may read.
 
     ``samples`` are the bootstrap draws behind ``ci``; planners recompute allocation intervals
-    at any budget from them.
+    at any budget from them. ``allocations`` carry each row's ``status`` and ``reason``;
+    ``profiles`` are the profiles of the objective behind them (long, as ``fit_profiles``).
     """
 
     family: str
@@ -113,6 +197,7 @@ class FitRecord:
     options: dict = field(default_factory=dict)
     allocations: pl.DataFrame | None = None
     samples: Samples | None = None
+    profiles: pl.DataFrame | None = None
 
 
 def _json(value: object) -> str:
@@ -152,11 +237,32 @@ def latest_attempt(con: duckdb.DuckDBPyConnection, family: str, law: str) -> tup
     )
 
 
-def store_fits(con: duckdb.DuckDBPyConnection, records: list[FitRecord]) -> list[str]:
-    """Append the fits of one family in one transaction; returns their fit ids."""
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Append ``frame`` to ``table`` by column name (registered by name on the connection, not found by
+    variable name)."""
+    con.register("new_rows", frame)
+    try:
+        con.execute(_INSERTS[table])
+    finally:
+        con.unregister("new_rows")
+
+
+_INSERTS = {
+    "allocations": "INSERT INTO allocations BY NAME SELECT * FROM new_rows",
+    "fit_profiles": "INSERT INTO fit_profiles BY NAME SELECT * FROM new_rows",
+}
+
+
+def store_fits(
+    con: duckdb.DuckDBPyConnection, records: list[FitRecord], family_settings: FamilySettings | None = None
+) -> list[str]:
+    """Append the fits of one family in one transaction (with the family's settings, when they are a
+    version the table does not hold yet); returns their fit ids."""
     fit_ids = []
     now = datetime.now(timezone.utc)
     with transaction(con):
+        if family_settings is not None:
+            record_family_settings(con, [family_settings])
         for record in records:
             (version,) = one(
                 con, "SELECT coalesce(max(version), 0) + 1 FROM fits WHERE family = ? AND law = ?", [record.family, record.law]
@@ -184,15 +290,12 @@ def store_fits(con: duckdb.DuckDBPyConnection, records: list[FitRecord]) -> list
                 ]
                 con.executemany("INSERT INTO coefficients VALUES (?, ?, ?, ?, ?, ?, ?, ?)", coefficient_rows)
             if record.allocations is not None and record.allocations.height:
-                frame = record.allocations.with_columns(
+                _insert_frame(con, "allocations", record.allocations.with_columns(
                     pl.lit(fit_id).alias("fit_id"), pl.lit(record.family).alias("family"),
                     pl.lit(record.law).alias("law"), pl.lit(version).alias("version"),
-                )
-                con.register("new_allocations", frame)  # named on the connection, not found by variable name
-                try:
-                    con.execute("INSERT INTO allocations BY NAME SELECT * FROM new_allocations")
-                finally:
-                    con.unregister("new_allocations")
+                ))
+            if record.profiles is not None and record.profiles.height:
+                _insert_frame(con, "fit_profiles", record.profiles.with_columns(pl.lit(fit_id).alias("fit_id")))
             if record.samples is not None:
                 con.execute(
                     "INSERT INTO bootstrap_samples VALUES (?, ?, ?)",

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 
-from registry.family_settings import shipped_family_settings
 from registry.home import PUBLISHED_DIR, Home
 from registry.ingest import IngestReport, ingest_path
 
@@ -88,15 +87,6 @@ PUBLISHED: tuple[PublishedSource, ...] = (
 )
 
 BY_KEY = {source.key: source for source in PUBLISHED}
-
-#: Fit options a family's own paper prescribes, as declared in the shipped family settings
-#: (``data/published/families/*.toml``; Besiroglu et al. 2024 drop the five highest-loss Chinchilla
-#: points). Kept for the refit until it reads :mod:`registry.family_settings` itself.
-FAMILY_FIT_OPTIONS: dict[str, dict[str, int]] = {
-    family: {"exclude_top_loss": settings.exclude_top_loss}
-    for family, settings in shipped_family_settings().items()
-    if settings.exclude_top_loss
-}
 
 
 def ingest_published(

@@ -10,6 +10,7 @@ from pipelines.defs.ingest_assets import REGISTRY_POOL
 from pipelines.defs.resources import RegistryResource
 from pipelines.defs.tables import table
 from registry.exports import write_exports
+from registry.family_settings import load_family_settings, settings_for
 from registry.planning import allocations_latest, coefficient_rows, loss_law_statuses
 from registry.refit import refit_family
 
@@ -43,9 +44,10 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     verdict, and the other families that hold the same runs.
     """
     settings = fit_settings(config)
+    declared = load_family_settings(registry.paths)  # the shipped families' settings and the home's own
     refits = []
     for family in context.partition_keys:
-        refit = refit_family(registry.writer, family, settings)
+        refit = refit_family(registry.writer, family, settings, family_settings=settings_for(family, declared))
         unchanged = ", ".join(refit.unchanged) or "none"
         context.log.info(f"{family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
         refits.append(refit)

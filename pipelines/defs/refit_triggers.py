@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.defs.fit_assets import FAMILIES, refit_job
 from pipelines.defs.resources import RegistryResource
 from registry.db import RegistryBusy, RegistryMissing, reader
+from registry.family_settings import FamilySettingsProblem, load_family_settings
 from registry.fit_store import families as registry_families
 from registry.refit import stale_families
 from schemas.families import is_family_key
@@ -19,11 +20,12 @@ def _known_and_new(context, keys: list[str]) -> list[dg.AddDynamicPartitionsRequ
 
 @dg.sensor(job=refit_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def refit_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource) -> dg.SensorResult | dg.SkipReason:
-    """Requests a refit of each family whose runs changed since its last fit (and only those)."""
+    """Requests a refit of each family whose runs or settings changed since its last fit (and only those)."""
     try:
+        declared = load_family_settings(registry.paths)
         with reader(registry.paths.registry, wait=2.0) as con:
-            stale = stale_families(con)
-    except (RegistryBusy, RegistryMissing) as busy:
+            stale = stale_families(con, declared)
+    except (RegistryBusy, RegistryMissing, FamilySettingsProblem) as busy:
         return dg.SkipReason(str(busy))
     stale = {family: version for family, version in stale.items() if is_family_key(family)}
     if not stale:

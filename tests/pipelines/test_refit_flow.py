@@ -127,7 +127,8 @@ def test_a_fit_materialisation_shows_coefficients_as_a_table_the_plot_and_check_
     assert metadata["n_runs"].value == 30
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {
-        "converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree", "finite_parameters",
+        "design", "converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree",
+        "finite_parameters",
     }
     assert checks["converged"].passed and checks["plausible"].passed
     fits_of_converged = {r.data["fit"] for r in checks["converged"].metadata["fits"].records}
@@ -141,9 +142,9 @@ def test_the_checks_of_gates_that_hold_a_fit_are_blocking_and_the_others_are_not
     from pipelines.defs.fit_assets import fits
 
     specs = {spec.name: spec.blocking for spec in fits.check_specs}
-    # the README's blocking checks: converged, plausible, extrapolation, interval width (and finite parameters)
+    # the README's blocking checks: design, converged, plausible, extrapolation, interval width (and finite parameters)
     assert {name for name, blocking in specs.items() if blocking} == {
-        "converged", "plausible", "extrapolation", "interval_width", "finite_parameters",
+        "design", "converged", "plausible", "extrapolation", "interval_width", "finite_parameters",
     }
     assert {name for name, blocking in specs.items() if not blocking} == {"identifiability", "approaches_agree"}
 
@@ -166,6 +167,25 @@ def test_a_held_fit_fails_its_blocking_check_and_the_published_version_stays(hom
     held = {r.data["law"]: r.data["status"] for r in fit_event(result)["coefficients"].records}
     assert held["chinchilla"] == "held" and "extrapolation" in fit_event(result)["not_published"].value
     assert versions(home) == {"family-a": 1}
+
+
+def test_a_refit_with_held_fits_is_not_an_error_and_publish_still_runs(home, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    ingest(home, tmp_path, chinchilla_runs("family-a"))
+    ingest(home, tmp_path, chinchilla_runs("tiny", n_sizes=2, n_tokens=3, prefix="tiny"))  # 6 runs: too few to fit
+    (held, published) = refit(home, ["family-a", "tiny"], run_config=FAST)
+    assert not held.success  # Dagster's own verdict on the run: blocking checks failed
+    assert {e.asset_key.to_user_string() for e in published.get_asset_materialization_events()} == {
+        "coefficients", "allocations", "exports",
+    }
+    assert versions(home) == {"family-a": 1}
+    # the command says what was held and why, and succeeds (a new version: the settings of the run differ)
+    result = CliRunner().invoke(app, ["refit", "--family", "tiny", "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    assert "held: tiny/chinchilla v2: design: fewer than 8 runs: the family has 6 to fit" in result.output
 
 
 def test_the_automation_sensor_republishes_after_a_refit(home, tmp_path):
