@@ -55,7 +55,7 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     if len(refits) == 1:  # one family's page: what its refit stored (verdicts, profiles) joins the card
         with registry.writer() as con:
             card = fit_metadata.stored_card(con, refits[0])
-    return fit_metadata.materialize_result(refits, settings.gates, card)
+    return fit_metadata.materialize_result(refits, settings, card)
 
 
 @dg.asset(
@@ -113,7 +113,7 @@ def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     columns = ("family", "law", "status", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "predicted_loss",
                "reason")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select([c for c in columns if c in frame.columns]))}  # H10-TEMPORARY
+        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select(columns))}
     )
 
 

@@ -7,12 +7,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from laws.trust import TrustSettings
 from pipelines.defs.tables import table
 from registry.gates import GATES
 from registry.planning import allocation_statuses, fit_profiles
 from registry.refit import FamilyRefit
-from registry.settings import GateSettings
+from registry.settings import AllocationTrustSettings, FitSettings, GateSettings
 
 FITS_KEY = dg.AssetKey("fits")
 #: Budgets whose allocation verdict a family's card lists (FLOPs).
@@ -68,13 +67,11 @@ def overlaps(refit: FamilyRefit) -> dg.TableMetadataValue | None:
     found = next((f.record.diagnostics["overlaps"] for f in refit.fitted if f.record.diagnostics.get("overlaps")), None)
     if not found:
         return None
-    keys = ("other_family", "n_shared", "n_runs")
-    rows = [dict(item) if isinstance(item, dict) else dict(zip(keys, item)) for item in found]
-    frame = pl.DataFrame(rows).select(pl.col(keys[0]).cast(pl.String), pl.col(keys[1]).cast(pl.Int64), pl.col(keys[2]).cast(pl.Int64))
-    return table(frame)
+    schema = {"family": pl.String, "n_shared": pl.Int64, "n_runs": pl.Int64}
+    return table(pl.DataFrame([{k: item[k] for k in schema} for item in found], schema=schema))
 
 
-def profile_plot(refit: FamilyRefit, card: StoredCard, trust: TrustSettings) -> str | None:
+def profile_plot(refit: FamilyRefit, card: StoredCard, trust: AllocationTrustSettings) -> str | None:
     """The primary fit's profiles over E and a (objective, and tokens/param at 1e24), as a markdown image."""
     from registry.plots import PROFILE_BUDGET, markdown_image, profile_png
 
@@ -137,9 +134,7 @@ def check_results(refits: list[FamilyRefit], settings: GateSettings) -> list[dg.
     return results
 
 
-def materialize_result(
-    refits: list[FamilyRefit], settings: GateSettings, card: StoredCard | None = None, trust: TrustSettings | None = None
-) -> dg.MaterializeResult:
+def materialize_result(refits: list[FamilyRefit], settings: FitSettings, card: StoredCard | None = None) -> dg.MaterializeResult:
     """What was fitted and what was unchanged; for a single family also its card: versions, loss-law statuses,
     coefficient table, reasons, plot, and from ``card`` the allocation verdicts and the profile plot."""
     metadata: dict = {
@@ -152,7 +147,8 @@ def materialize_result(
         metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
         if refit.fitted:
             metadata["loss_law_status"] = loss_law_statuses(refit)
-            metadata["coefficients"] = coefficient_table(refit)
+            if any(f.record.params for f in refit.fitted):  # a fit held by design has no parameters
+                metadata["coefficients"] = coefficient_table(refit)
             if not_published := reasons(refit):
                 metadata["not_published"] = not_published
             if shared := overlaps(refit):
@@ -162,6 +158,6 @@ def materialize_result(
         if card is not None:
             if card.statuses.height:
                 metadata["allocation_status"] = table(card.statuses)
-            if image := profile_plot(refit, card, trust or TrustSettings()):
+            if image := profile_plot(refit, card, settings.trust):
                 metadata["profile_plot"] = dg.MetadataValue.md(image)
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results(refits, settings))
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results(refits, settings.gates))
