@@ -42,7 +42,7 @@ def _coefficients_table(records: list[dict]) -> pl.DataFrame:
 
 def coefficients_command(
     family: Annotated[Optional[str], typer.Option(help="only this family")] = None,
-    law: Annotated[Optional[str], typer.Option(help="only this law (chinchilla, isoflop, kaplan, data_constrained)")] = None,
+    law: Annotated[Optional[str], typer.Option(help="only this law (chinchilla, isoflop, approach1, kaplan, data_constrained)")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help=f"what was published at this moment: {AS_OF_FORMS}")] = None,
     fmt: FormatOption = "table",
 ) -> None:

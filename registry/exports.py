@@ -1,7 +1,8 @@
 """Files for planning tools that should not open DuckDB: latest tables, plus dated copies.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a reader
-sees either the old file or the new one, never half of one.
+sees either the old file or the new one, never half of one. The verdicts travel with the numbers:
+each allocation row carries its status and reason, each coefficient its loss law's.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ def write_exports(con: duckdb.DuckDBPyConnection, home: Home) -> list[Path]:
         and pl.read_parquet(latest_allocations).equals(allocations)
     ):
         return []
+    verdicts = pl.DataFrame(
+        [{"family": r["family"], "law": r["law"], "status": r["status"], "reason": r["reason"]} for r in coefficient_records],
+        schema={"family": pl.String, "law": pl.String, "status": pl.String, "reason": pl.String},
+    )
     flat = con.sql(
         "SELECT family, law, version, fitted_at, data_version, n_runs, name, value, ci_lo, ci_hi "
         "FROM coefficients_latest ORDER BY family, law, name"
-    ).pl()
+    ).pl().join(verdicts, on=["family", "law"], how="left", maintain_order="left")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     written = _write_frame(home.exports, "coefficients", flat, coefficient_records)
     written += _write_frame(home.exports, "allocations", allocations)

@@ -88,7 +88,9 @@ def test_the_exports_carry_the_status_and_reason_of_every_allocation_row(home, t
         shown = exported.select(*key, "status", "reason").with_columns(pl.col("compute", "inference_tokens").cast(pl.Float64))
         assert shown.sort(key).equals(expected.sort(key))
     coefficient_records = json.loads((home.exports / "coefficients.json").read_text(encoding="utf-8"))
-    assert all(r["status"] == "published" for r in coefficient_records)
+    assert coefficient_records and all(r["status"] == "published" for r in coefficient_records)
+    flat = pl.read_parquet(home.exports / "coefficients.parquet")
+    assert flat.height and set(flat.get_column("status")) == {"published"} and "reason" in flat.columns
 
 
 def test_an_inference_aware_answer_carries_the_verdict_of_the_budget_whose_loss_it_targets(home, tmp_path):
