@@ -28,17 +28,31 @@ def refit_command(
     family: list[str] = typer.Option(None, "--family", help="only these families (default: all)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the Chinchilla fit"),
 ) -> None:
-    """Refit families in-process through the Dagster job (only changed data or code gets a new version)."""
-    from pipelines.runner import refit
+    """Refit families in-process through the Dagster job (only changed data or code gets a new version).
+
+    Options are checked before anything runs; a refit that stores a failed fit ends with exit code 1.
+    """
     from registry.db import reader
+    from registry.fit_store import families
     from registry.planning import loss_law_statuses
+    from registry.settings import FitSettings
     from schemas.families import family_problem
 
     for key in family or []:
         if problem := family_problem(key):
             fail(problem)
-    config = {"ops": {"fits": {"config": {"bootstrap_resamples": bootstrap}}}}
+    try:
+        FitSettings(bootstrap_resamples=bootstrap)
+    except ValueError as problem:
+        fail(f"--bootstrap {bootstrap}: {problem}")
     home = Home.from_env()
+    with reader(home.registry) as con:
+        known = families(con)
+    if unknown := [key for key in family or [] if key not in known]:
+        fail(f"no runs of family {unknown[0]!r} in the registry; its families: {', '.join(known) or 'none yet'}")
+    from pipelines.runner import refit  # Dagster is loaded only for a refit that will run
+
+    config = {"ops": {"fits": {"config": {"bootstrap_resamples": bootstrap}}}}
     results = refit(home, list(family) if family else None, run_config=config)
     fitted = [
         e.materialization.metadata["fitted"].value
@@ -51,6 +65,8 @@ def refit_command(
         held = [s for s in loss_law_statuses(con) if s.status != "published" and f"{s.family}/{s.law}/v{s.version}" in new]
     for fit in held:
         typer.echo(f"{fit.status}: {fit.family}/{fit.law} v{fit.version}: {fit.reason}")
+    if failed := [f"{fit.family}/{fit.law} v{fit.version}" for fit in held if fit.status == "failed"]:
+        fail(f"{len(failed)} fit(s) failed: {', '.join(failed)}; their reasons are listed above")
 
 
 def ui(

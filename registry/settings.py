@@ -8,11 +8,45 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 from laws.intervals import DEFAULT_LEVEL
 from laws.trust import TrustSettings
 from registry.fit_store import laws_code_version
+
+
+#: Bounds tighter than the one every number has (finite, not negative); checked when FitSettings is made.
+_AT_LEAST_ONE = frozenset({"bootstrap_resamples", "other_law_resamples", "min_runs"})
+_ABOVE_ZERO = frozenset({"huber_delta"})
+_FRACTIONS = frozenset({"interval_level"})
+
+
+def settings_problem(settings: object, prefix: str = "") -> str | None:
+    """Why a settings record (and the records inside it) cannot be used, in one line naming the setting; or None.
+
+    Checked when :class:`FitSettings` is made, so ``scalereg refit`` and Dagster's run config both refuse a
+    bad value before anything is fitted, rather than storing a failed fit for it.
+    """
+    for item in fields(settings):
+        value, name = getattr(settings, item.name), prefix + item.name
+        if is_dataclass(value):
+            if problem := settings_problem(value, f"{name}."):
+                return problem
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if item.name in _AT_LEAST_ONE:
+            fits, bound = value >= 1, "at least 1"
+        elif item.name in _ABOVE_ZERO:
+            fits, bound = value > 0, "above 0"
+        elif item.name in _FRACTIONS:
+            fits, bound = 0 < value < 1, "between 0 and 1 (0.95, not 95)"
+        else:
+            fits, bound = value >= 0, "at least 0"
+        if not (math.isfinite(value) and fits):
+            return f"setting {name} must be {bound}, got {value!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,6 +98,10 @@ class FitSettings:
     profile_points: int = 20
     gates: GateSettings = field(default_factory=GateSettings)
     trust: AllocationTrustSettings = field(default_factory=AllocationTrustSettings)
+
+    def __post_init__(self) -> None:
+        if problem := settings_problem(self):
+            raise ValueError(problem)
 
     def code_version(self, settings_version: str) -> str:
         """``<laws>-<these settings>-<the family's settings version>``: what a fit was made with."""
