@@ -202,8 +202,13 @@ class Profile:
         ok = np.isfinite(tpp) & (tpp > 0)
         excess = self.excess()
         inside = self.within(tolerance) & ok
-        if not inside.any():
-            raise ValueError("no grid point with a finite allocation lies within tolerance of the best objective")
+        if not inside.any():  # no equally good fit gives a finite answer: nothing pins it down
+            nothing = (float("nan"), float("nan"))
+            return ProfileCheck(
+                parameter=self.parameter, budget=float(budget), identified=False, tolerance=float(tolerance),
+                factor=float(factor), value_range=nothing, tokens_per_param_range=nothing, at_grid_edge=False,
+                estimate=answer,
+            )
         values, log_tpp = list(self.grid[inside]), list(np.log(tpp[inside]))
         # where the tolerance is crossed between two grid points, interpolate the crossing
         # (so the ranges do not depend on where the grid happens to fall)

@@ -70,6 +70,10 @@ _REMEDY = {
 _NAME = {"E": "E", "a": "the allocation exponent a"}
 
 
+#: half the 95% quantile of chi-squared with one degree of freedom: a profile likelihood's 95% region
+LIKELIHOOD_RATIO_95 = 1.920729
+
+
 @dataclass(frozen=True)
 class TrustSettings:
     """Thresholds of the allocation verdict (part of a fit's version).
@@ -84,6 +88,8 @@ class TrustSettings:
             family's largest compute are extrapolated.
         disagreement_factor: approaches disagree when their tokens per
             parameter differ by more than this factor.
+        calibrated: widen ``tolerance`` to the likelihood-ratio bound for
+            the number of independent runs (:meth:`tolerance_for`).
         gating_profiles: the profiled parameters whose check can make an
             allocation unidentified; checks of other profiles are reported
             (``profile_checks``) but do not gate.  The ``a`` profile's
@@ -98,6 +104,21 @@ class TrustSettings:
     max_decades_above: float = 2.0
     disagreement_factor: float = 2.0
     gating_profiles: tuple[str, ...] = ("E", "a")
+    calibrated: bool = True
+
+    def tolerance_for(self, n_independent: int) -> float:
+        """The profile tolerance for a fit on ``n_independent`` runs: ``tolerance``, widened to the
+        likelihood-ratio bound where the runs are few.
+
+        A fixed relative tolerance is a confidence region only for one number of runs: the
+        objective's statistical noise is about ``objective / n``.  Under the Laplace error model
+        that the Huber objective on log loss approximates (residuals beyond its small delta), the
+        95% profile-likelihood region is an objective excess of ``chi2_1(0.95) / 2 = 1.92`` times
+        ``objective / n``, so a family of 30 runs gets 6.4% and Chinchilla's 240 runs keep 1%.
+        """
+        if not self.calibrated or n_independent <= 0:
+            return self.tolerance
+        return max(self.tolerance, LIKELIHOOD_RATIO_95 / n_independent)
 
     def __post_init__(self) -> None:
         if not self.tolerance >= 0:
@@ -118,19 +139,24 @@ class Design:
     Attributes:
         max_compute: the largest training compute observed (FLOPs).
         tokens_per_param_range: lowest and highest D/N sampled.
+        n_independent: independent runs behind the fit (0: unknown).
     """
 
     max_compute: float
     tokens_per_param_range: tuple[float, float]
+    n_independent: int = 0
 
     @classmethod
-    def of(cls, N: Any, D: Any, flops_per_param_token: float = 6.0) -> Design:
-        """The design of the observations ``(N, D)`` a fit used."""
+    def of(cls, N: Any, D: Any, flops_per_param_token: float = 6.0, groups: Any = None) -> Design:
+        """The design of the observations ``(N, D)`` a fit used; ``groups`` names each observation's
+        run where a run gave several (checkpoints), so the runs, not the points, count as independent."""
         N, D = np.asarray(N, float), np.asarray(D, float)
         ratio = D / N
+        n = int(np.unique(np.asarray(groups)).size) if groups is not None else int(N.size)
         return cls(
             max_compute=float((flops_per_param_token * N * D).max()),
             tokens_per_param_range=(float(ratio.min()), float(ratio.max())),
+            n_independent=n,
         )
 
 
@@ -172,14 +198,28 @@ def _g(x: float, digits: int = 2) -> str:
     return f"{float(f'{x:.{digits}g}'):g}"
 
 
+def _percent(checks: Sequence[ProfileCheck], settings: TrustSettings) -> str:
+    tolerance = checks[0].tolerance if checks else settings.tolerance
+    return f"{100 * tolerance:.2g}%"
+
+
 def _profile_findings(checks: Sequence[ProfileCheck], settings: TrustSettings) -> list[Finding]:
     out = []
-    pct = f"{100 * settings.tolerance:g}%"
+    pct = _percent(checks, settings)
     for c in checks:
         if c.identified or c.parameter not in settings.gating_profiles:
             continue
         lo, hi = c.value_range
         t_lo, t_hi = c.tokens_per_param_range
+        if not (np.isfinite(t_lo) and np.isfinite(t_hi)):
+            out.append(
+                Finding(
+                    "unidentified",
+                    f"{_NAME[c.parameter]} is not identified: no fit on its profile within {pct} of the best "
+                    f"objective gives a finite allocation at {c.budget:.0e}; {_REMEDY[c.parameter]}",
+                )
+            )
+            continue
         edge = " (and further: the range reaches the end of the profile)" if c.at_grid_edge else ""
         out.append(
             Finding(
@@ -260,7 +300,7 @@ def _trusted_reason(
     budget: float, tokens_per_param: float, checks: Sequence[ProfileCheck], design: Design, n_approaches: int,
     settings: TrustSettings, interval: tuple[float, float] | None,
 ) -> str:
-    pct = f"{100 * settings.tolerance:g}%"
+    pct = _percent(checks, settings)
 
     def spreads(cs: Sequence[ProfileCheck]) -> str:
         return ", ".join(f"{c.parameter}: {_g(c.tokens_per_param_range[0])}-{_g(c.tokens_per_param_range[1])}" for c in cs)
@@ -319,7 +359,8 @@ def allocation_verdict(
     settings = settings or TrustSettings()
     budget, tpp = float(budget), float(tokens_per_param)
     checks = tuple(
-        p.check(budget, tolerance=settings.tolerance, factor=settings.factor, estimate=tpp) for p in profiles
+        p.check(budget, tolerance=settings.tolerance_for(design.n_independent), factor=settings.factor, estimate=tpp)
+        for p in profiles
     )
     findings: list[Finding] = []
     if not (np.isfinite(tpp) and tpp > 0):

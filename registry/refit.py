@@ -202,6 +202,11 @@ class FitContext:
         )
         return LawFit(law=law, record=record, gates=(gate,))
 
+    def run_of_points(self, law: Law) -> np.ndarray:
+        """The run of each of ``law``'s observations (a run fitted on its checkpoints gives several)."""
+        runs = self.observations.curves if "run" in law.required_columns else self.runs
+        return runs.get_column("run_id").to_numpy()
+
     def run_ids(self) -> list[str]:
         return self.runs.get_column("run_id").unique(maintain_order=True).to_list()
 
@@ -456,7 +461,8 @@ def _summary(verdicts: tuple[AllocationVerdict, ...], budget: float = SUMMARY_BU
         "compute": v.budget, "tokens_per_param": v.tokens_per_param, "status": v.status, "reason": v.reason,
         "profiles": {
             c.parameter: {"value_range": list(c.value_range), "tokens_per_param_range": list(c.tokens_per_param_range),
-                          "spread": c.spread, "identified": c.identified, "at_grid_edge": c.at_grid_edge}
+                          "spread": c.spread, "identified": c.identified, "at_grid_edge": c.at_grid_edge,
+                          "tolerance": c.tolerance}
             for c in v.profile_checks
         },
     }
@@ -496,7 +502,8 @@ def _judge_allocations(context: FitContext, fitted: list[LawFit]) -> list[LawFit
         data = context.data(law)
         used = f.boot.fit.used
         verdicts = allocation_verdicts(
-            budgets, tpp, profiles=profiles, design=Design.of(data["params"][used], data["tokens"][used]),
+            budgets, tpp, profiles=profiles,
+            design=Design.of(data["params"][used], data["tokens"][used], groups=context.run_of_points(law)[used]),
             approaches={k: v for k, v in answers.items() if k != law.approach}, own_name=law.approach or law.name,
             settings=trust, intervals=intervals,
         )

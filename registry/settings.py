@@ -74,11 +74,13 @@ class AllocationTrustSettings:
     max_decades_above: float = 2.0
     #: approaches disagree when their tokens/param differ by more than this factor
     disagreement_factor: float = 2.0
+    #: widen the tolerance to the 95% likelihood-ratio bound for families with few runs (1.92 / runs)
+    calibrated_tolerance: bool = True
 
     def verdict_settings(self) -> TrustSettings:
         return TrustSettings(
             tolerance=self.tolerance, factor=self.factor, max_decades_above=self.max_decades_above,
-            disagreement_factor=self.disagreement_factor,
+            disagreement_factor=self.disagreement_factor, calibrated=self.calibrated_tolerance,
         )
 
 

@@ -78,7 +78,16 @@ def profile_plot(refit: FamilyRefit, card: StoredCard, trust: AllocationTrustSet
     if card.profiles.height == 0:
         return None
     title = f"{refit.family}: does the runs' objective pin down tokens/param at {PROFILE_BUDGET:.0e} FLOPs?"
-    return markdown_image(profile_png(card.profiles, title, trust.tolerance, trust.factor), f"{refit.family} profiles")
+    return markdown_image(profile_png(card.profiles, title, _tolerance(refit, trust), trust.factor), f"{refit.family} profiles")
+
+
+def _tolerance(refit: FamilyRefit, trust: AllocationTrustSettings) -> float:
+    """The tolerance the primary fit's profiles were judged with (widened for families with few runs)."""
+    for f in refit.fitted:
+        summary = f.record.diagnostics.get("allocation") if f.law.primary else None
+        for check in (summary or {}).get("profiles", {}).values():
+            return float(check["tolerance"])
+    return trust.tolerance
 
 
 def reasons(refit: FamilyRefit) -> str | None:

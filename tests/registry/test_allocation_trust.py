@@ -148,3 +148,27 @@ def test_a_held_fit_keeps_its_profiles_and_verdict_but_publishes_no_allocation(h
         assert rows(con, "SELECT DISTINCT parameter FROM fit_profiles ORDER BY 1") == [("E",), ("a",)]
         (diagnostics,) = rows(con, "SELECT diagnostics FROM fits WHERE law = 'chinchilla'")[0]
     assert json.loads(diagnostics)["allocation"]["profiles"]["E"]["identified"] is False
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        chinchilla_runs("narrow-noisy", n_sizes=4, n_tokens=3, size_range=(8.0, 8.2), token_range=(9.0, 9.3), noise=0.02),
+        chinchilla_runs("flipped", n_sizes=4, n_tokens=3).with_columns(pl.col("params").reverse()),
+    ],
+    ids=["narrow-noisy", "flipped"],
+)
+def test_runs_whose_profiles_give_no_finite_allocation_are_judged_not_crashed(runs, home, tmp_path):
+    """Twelve runs over a sliver of N and D (or with N scrambled against the losses): whatever the loss
+    law's verdict, the refit completes and no allocation the runs cannot pin down is trusted."""
+    family = runs.get_column("family")[0]
+    with writer(home.registry) as con:
+        ingest_path(con, home, write_runs(tmp_path / f"{family}.csv", runs))
+    result = refit_family(partial(writer, home.registry), family, FAST)
+    chinchilla = next(f.record for f in result.fitted if f.record.law == "chinchilla")
+    assert chinchilla.status in ("published", "held")
+    with writer(home.registry) as con:
+        statuses = {s for (s,) in rows(con, "SELECT DISTINCT status FROM allocations WHERE family = ?", [family])}
+    assert "trusted" not in statuses
+    verdict = chinchilla.diagnostics.get("allocation")
+    assert verdict is None or verdict["status"] != "trusted"
