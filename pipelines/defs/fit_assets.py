@@ -58,14 +58,12 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     return fit_metadata.materialize_result(refits, settings, card)
 
 
-@dg.asset(
-    key="coefficients",
-    deps=[FITS_KEY],
-    group_name=FIT_GROUP,
-    pool=REGISTRY_POOL,
-    kinds={"duckdb"},
-    automation_condition=PUBLISH,
+#: How each published table is built: from the fits, one registry writer at a time, after every new fit.
+PUBLISHED_TABLE = dict(
+    deps=[FITS_KEY], group_name=FIT_GROUP, pool=REGISTRY_POOL, kinds={"duckdb"}, automation_condition=PUBLISH
 )
+
+@dg.asset(key="coefficients", **PUBLISHED_TABLE)
 def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
     """The newest published coefficients per family and law, with 95% bootstrap intervals, and each
     law's loss-law status: whether its newest fit was published, held or failed, and why.
@@ -91,14 +89,7 @@ def coefficients(registry: RegistryResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    key="allocations",
-    deps=[FITS_KEY],
-    group_name=FIT_GROUP,
-    pool=REGISTRY_POOL,
-    kinds={"duckdb"},
-    automation_condition=PUBLISH,
-)
+@dg.asset(key="allocations", **PUBLISHED_TABLE)
 def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     """Compute-optimal N, D, tokens per parameter and predicted loss for budgets from 1e18 to 1e27 FLOPs
     (every half decade) from each family's published fits of the laws that allocate, with 95% bootstrap

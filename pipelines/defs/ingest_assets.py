@@ -15,15 +15,16 @@ REGISTRY_POOL = "registry"
 INGEST_GROUP = "ingest"
 
 
+def ingest_asset(key: dg.AssetKey) -> dict:
+    """What every ingesting asset shares: its group, the registry's one-writer pool and its row checks."""
+    return {"key": key, "group_name": INGEST_GROUP, "pool": REGISTRY_POOL, "kinds": {"duckdb"}, "check_specs": check_specs(key)}
+
+
 def published_asset(source: PublishedSource) -> dg.AssetsDefinition:
     key = dg.AssetKey(["published", source.key])
 
     @dg.asset(
-        key=key,
-        group_name=INGEST_GROUP,
-        pool=REGISTRY_POOL,
-        kinds={"duckdb"},
-        check_specs=check_specs(key),
+        **ingest_asset(key),
         description=(
             f"{source.title}. Ingests the shipped files under data/published/ into the registry "
             f"(families: {', '.join(source.families)}). Re-materialising with unchanged files is a no-op."
@@ -47,13 +48,7 @@ class LandingConfig(dg.Config):
 LANDING_KEY = dg.AssetKey("landing_files")
 
 
-@dg.asset(
-    key=LANDING_KEY,
-    group_name=INGEST_GROUP,
-    pool=REGISTRY_POOL,
-    kinds={"duckdb"},
-    check_specs=check_specs(LANDING_KEY),
-)
+@dg.asset(**ingest_asset(LANDING_KEY))
 def landing_files(config: LandingConfig, registry: RegistryResource) -> dg.MaterializeResult:
     """Runs dropped into $SCALEREG_HOME/landing/ (CSV, Parquet or JSONL in the generic format).
 
