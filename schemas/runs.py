@@ -118,20 +118,3 @@ class IncomingPoint(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
-
-
-class RegistryRun(pa.DataFrameModel):
-    """A row of ``runs``: one trained model, its final (fitted) loss and how each number was obtained."""
-
-    run_id: str = pa.Field(str_length=16, unique=True)
-    family: str = pa.Field(str_matches=FAMILY_PATTERN)
-    run_name: str
-    params: float = pa.Field(gt=0)
-    tokens: float = pa.Field(gt=0)
-    flops: float = pa.Field(gt=0)
-    flops_derived: bool
-    loss: float = pa.Field(gt=0, le=MAX_PLAUSIBLE_LOSS)
-    loss_name: str
-
-    class Config:
-        strict = False
