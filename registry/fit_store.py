@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from laws.intervals import Samples
-from registry.db import one, transaction
+from registry.db import one, registered, transaction
 from registry.family_settings import Exclusion, FamilySettings, record_family_settings
 
 
@@ -240,11 +240,8 @@ def latest_attempt(con: duckdb.DuckDBPyConnection, family: str, law: str) -> tup
 def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     """Append ``frame`` to ``table`` by column name (registered by name on the connection, not found by
     variable name)."""
-    con.register("new_rows", frame)
-    try:
+    with registered(con, new_rows=frame):
         con.execute(_INSERTS[table])
-    finally:
-        con.unregister("new_rows")
 
 
 _INSERTS = {

@@ -28,7 +28,7 @@ import polars as pl
 from registry.adapters import gadre, olmo_ladder, tables
 from registry.adapters.base import Batch, FileProblem
 from registry.adapters.mapping import GENERIC, ColumnMapping, load_mapping, read_with_mapping
-from registry.db import one, transaction
+from registry.db import one, registered, transaction
 from registry.disk import NoSpace, is_no_space, no_space
 from registry.home import PROJECT_ROOT, Home
 from registry.run_losses import declared_losses, extra_loss_rejects, fitted_losses, mark_fitted
@@ -253,7 +253,7 @@ def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
 
 def _run_ids(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
     """Stable run ids: md5 of "family/run_name", so the same run from any file maps to one id."""
-    with _registered(con, incoming_keys=runs.select(RUN_KEY)):
+    with registered(con, incoming_keys=runs.select(RUN_KEY)):
         return con.sql(
             "SELECT family, run_name, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM incoming_keys"
         ).pl()
@@ -265,7 +265,7 @@ def _conflicts(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, replacing: Se
     Values are the same when they agree to :data:`SAME_VALUE_RTOL` (a float32 export of 3.1 is 3.0999999).
     Runs of the sources this ingest replaces are not compared: they are about to go.
     """
-    with _registered(con, incoming=runs.select("run_id", "run_name", "params", "tokens", "loss")):
+    with registered(con, incoming=runs.select("run_id", "run_name", "params", "tokens", "loss")):
         found = con.sql(
             """
             SELECT i.run_id, s.name AS earlier_source, r.params AS old_params, r.tokens AS old_tokens, r.loss AS old_loss,
@@ -347,18 +347,6 @@ class Reconciled:
     def conserved(self) -> bool:
         """Every row read is either accepted or rejected: nothing is lost, nothing counted twice."""
         return self.rows_read == self.rows_accepted + self.rows_rejected
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, **frames: pl.DataFrame) -> Iterator[None]:
-    """Frames visible to SQL under these names for the block: named on the connection, never found by variable name."""
-    for name, frame in frames.items():
-        con.register(name, frame)
-    try:
-        yield
-    finally:
-        for name in frames:
-            con.unregister(name)
 
 
 def _insert_source(
@@ -617,7 +605,7 @@ def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: R
     with transaction(con):
         source_id = _insert_source(con, source, stored=reconciled, archive_path=archived, ingested_at=now)
         _supersede(con, source.supersedes, by=source_id)
-        with _registered(con, incoming_runs=runs):
+        with registered(con, incoming_runs=runs):
             con.execute(
                 """
                 INSERT INTO runs (run_id, family, source_id, run_name, params, params_non_embedding, tokens, tokens_derived,
@@ -630,14 +618,14 @@ def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: R
                 [source_id, now],
             )
         if points is not None and points.height:
-            with _registered(con, incoming_points=points):
+            with registered(con, incoming_points=points):
                 con.execute(
                     "INSERT INTO run_points (run_id, step, tokens, loss_name, loss, source_id) "
                     "SELECT run_id, step, tokens, loss_name, loss, ? FROM incoming_points",
                     [source_id],
                 )
         if reject_rows.height:
-            with _registered(con, incoming_rejects=reject_rows):
+            with registered(con, incoming_rejects=reject_rows):
                 con.execute(
                     "INSERT INTO rejects SELECT ?, member, row_number, raw::JSON, reasons FROM incoming_rejects", [source_id]
                 )

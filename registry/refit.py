@@ -162,7 +162,7 @@ class FitContext:
             return None
         if self.observations.fitted_on != "checkpoints" and self.family_settings.bootstrap_unit == "auto":
             return None
-        return self.runs.get_column("run_id").to_numpy()
+        return self.run_of_points(law)
 
     def resamples(self, law: Law) -> int:
         """The primary law gets the full bootstrap; the others a smaller one."""
@@ -484,17 +484,18 @@ def _judge_allocations(context: FitContext, fitted: list[LawFit]) -> list[LawFit
     def judged(f: LawFit) -> bool:
         return published(f) or (f.law.allocates and f.law.profiled and f.record.status == "held" and f.boot is not None)
 
-    answers = {
-        f.law.approach: np.asarray(f.law.allocate(f.boot.fit.params, budgets).tokens_per_param, float)
-        for f in fitted if published(f) and f.law.approach
+    tokens_per_param = {
+        f.law.name: np.asarray(f.law.allocate(f.boot.fit.params, budgets).tokens_per_param, float)
+        for f in fitted if judged(f)
     }
+    answers = {f.law.approach: tokens_per_param[f.law.name] for f in fitted if published(f) and f.law.approach}
     out = []
     for f in fitted:
         if not judged(f):
             out.append(f)
             continue
         law, params = f.law, f.boot.fit.params
-        tpp = np.asarray(law.allocate(params, budgets).tokens_per_param, float)
+        tpp = tokens_per_param[law.name]
         profiles, skipped = _profiles(context, f, budgets) if law.profiled else ([], {})
         intervals = None
         if law.predicts != "loss":  # no loss surface to profile: the bootstrap interval of the optimum itself
