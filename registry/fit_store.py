@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from laws.intervals import Samples
-from registry.db import one, registered, transaction
+from registry.db import claimed, one, registered, transaction
 from registry.family_settings import Exclusion, FamilySettings, record_family_settings
 
 
@@ -158,6 +158,51 @@ def data_version(runs: pl.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def input_fingerprints(con: duckdb.DuckDBPyConnection, wanted: list[str] | None = None) -> dict[str, str]:
+    """A cheap hash of every run and run point each family has (all of ``wanted``, or every family), in one query.
+
+    Whatever subset a fit takes (its loss, exclusions, checkpoints), it is unchanged when this is, so the
+    nightly refit skips such a family without reading its runs. Rows are unique, so an order-free
+    aggregate (xor and sum of row hashes, with the counts) is enough.
+    """
+    rows = con.execute(
+        """
+        WITH r AS (
+            SELECT family, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s FROM (
+                SELECT family, hash(run_id, run_name, params, tokens, unique_tokens, flops, flops_derived, loss,
+                                    loss_name, flags) AS h
+                FROM runs WHERE ?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], family)
+            ) GROUP BY family
+        ),
+        p AS (
+            SELECT r.family, count(*) AS n, bit_xor(hash(p.run_id, p.step, p.tokens, p.loss_name, p.loss)) AS x,
+                   sum(hash(p.run_id, p.step, p.tokens, p.loss_name, p.loss)::HUGEINT) AS s
+            FROM run_points p JOIN runs r USING (run_id)
+            WHERE ?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], r.family)
+            GROUP BY r.family
+        )
+        SELECT r.family, concat_ws('-', r.n, r.x, r.s, coalesce(p.n, 0), coalesce(p.x, 0), coalesce(p.s, 0))
+        FROM r LEFT JOIN p USING (family)
+        """,
+        [wanted, wanted, wanted, wanted],
+    ).fetchall()
+    return {family: hashlib.sha256(text.encode()).hexdigest()[:16] for family, text in rows}
+
+
+def latest_fits_state(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str, str, str | None, int]]]:
+    """Per family, its newest fit of each law: ``(law, data_version, code_version, input fingerprint, n_runs)``."""
+    rows = con.execute(
+        """
+        SELECT family, law, data_version, code_version, json_extract_string(diagnostics, '$.input_fingerprint'), n_runs
+        FROM fits QUALIFY row_number() OVER (PARTITION BY family, law ORDER BY version DESC) = 1
+        """
+    ).fetchall()
+    state: dict[str, list] = {}
+    for family, *rest in rows:
+        state.setdefault(family, []).append(tuple(rest))
+    return state
+
+
 def families(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [f for (f,) in con.execute("SELECT DISTINCT family FROM runs ORDER BY family").fetchall()]
 
@@ -253,54 +298,63 @@ _INSERTS = {
 def store_fits(
     con: duckdb.DuckDBPyConnection, records: list[FitRecord], family_settings: FamilySettings | None = None
 ) -> list[str]:
-    """Append the fits of one family in one transaction (with the family's settings, when they are a
-    version the table does not hold yet); returns their fit ids."""
+    """Append the fits of one family in one transaction (see :func:`store_records`); returns their fit ids.
+
+    The family is claimed first, so concurrent writers on DuckLake number its versions one after another."""
+    with claimed(con, *sorted({f"family:{r.family}" for r in records})), transaction(con):
+        return store_records(con, records, family_settings)
+
+
+def store_records(
+    con: duckdb.DuckDBPyConnection, records: list[FitRecord], family_settings: FamilySettings | None = None
+) -> list[str]:
+    """Append the fits of one family (with the family's settings, when they are a version the table does not
+    hold yet); returns their fit ids. The caller chooses the transaction (a batch stores many families in one)."""
     fit_ids = []
     now = datetime.now(timezone.utc)
-    with transaction(con):
-        if family_settings is not None:
-            record_family_settings(con, [family_settings])
-        for record in records:
-            (version,) = one(
-                con, "SELECT coalesce(max(version), 0) + 1 FROM fits WHERE family = ? AND law = ?", [record.family, record.law]
-            )
-            fit_id = f"{record.family}/{record.law}/v{version}"
+    if family_settings is not None:
+        record_family_settings(con, [family_settings])
+    for record in records:
+        (version,) = one(
+            con, "SELECT coalesce(max(version), 0) + 1 FROM fits WHERE family = ? AND law = ?", [record.family, record.law]
+        )
+        fit_id = f"{record.family}/{record.law}/v{version}"
+        con.execute(
+            """
+            INSERT INTO fits (fit_id, family, law, version, data_version, code_version, fitted_at, n_runs, run_ids,
+                              objective, rmse_log, extrapolation_error, converged, bootstrap_resamples, status, reason,
+                              checks, diagnostics, options)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                fit_id, record.family, record.law, version, record.data_version, record.code_version, now,
+                len(record.run_ids), record.run_ids, _finite(record.objective), _finite(record.rmse_log),
+                _finite(record.extrapolation_error), record.converged, record.bootstrap_resamples, record.status,
+                record.reason, _json(record.checks), _json(record.diagnostics), _json(record.options),
+            ],
+        )
+        if record.params:
+            coefficient_rows = [
+                [fit_id, record.family, record.law, version, name, _finite(value),
+                 _finite(record.ci.get(name, (None, None))[0]), _finite(record.ci.get(name, (None, None))[1])]
+                for name, value in record.params.items()
+            ]
+            con.executemany("INSERT INTO coefficients VALUES (?, ?, ?, ?, ?, ?, ?, ?)", coefficient_rows)
+        if record.allocations is not None and record.allocations.height:
+            _insert_frame(con, "allocations", record.allocations.with_columns(
+                pl.lit(fit_id).alias("fit_id"), pl.lit(record.family).alias("family"),
+                pl.lit(record.law).alias("law"), pl.lit(version).alias("version"),
+            ))
+        if record.profiles is not None and record.profiles.height:
+            _insert_frame(con, "fit_profiles", record.profiles.with_columns(pl.lit(fit_id).alias("fit_id")))
+        if record.samples is not None:
             con.execute(
-                """
-                INSERT INTO fits (fit_id, family, law, version, data_version, code_version, fitted_at, n_runs, run_ids,
-                                  objective, rmse_log, extrapolation_error, converged, bootstrap_resamples, status, reason,
-                                  checks, diagnostics, options)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    fit_id, record.family, record.law, version, record.data_version, record.code_version, now,
-                    len(record.run_ids), record.run_ids, _finite(record.objective), _finite(record.rmse_log),
-                    _finite(record.extrapolation_error), record.converged, record.bootstrap_resamples, record.status,
-                    record.reason, _json(record.checks), _json(record.diagnostics), _json(record.options),
-                ],
+                "INSERT INTO bootstrap_samples VALUES (?, ?, ?)",
+                [fit_id, list(record.samples.names), np.where(np.isfinite(record.samples.values), record.samples.values, np.nan).tolist()],
             )
-            if record.params:
-                coefficient_rows = [
-                    [fit_id, record.family, record.law, version, name, _finite(value),
-                     _finite(record.ci.get(name, (None, None))[0]), _finite(record.ci.get(name, (None, None))[1])]
-                    for name, value in record.params.items()
-                ]
-                con.executemany("INSERT INTO coefficients VALUES (?, ?, ?, ?, ?, ?, ?, ?)", coefficient_rows)
-            if record.allocations is not None and record.allocations.height:
-                _insert_frame(con, "allocations", record.allocations.with_columns(
-                    pl.lit(fit_id).alias("fit_id"), pl.lit(record.family).alias("family"),
-                    pl.lit(record.law).alias("law"), pl.lit(version).alias("version"),
-                ))
-            if record.profiles is not None and record.profiles.height:
-                _insert_frame(con, "fit_profiles", record.profiles.with_columns(pl.lit(fit_id).alias("fit_id")))
-            if record.samples is not None:
-                con.execute(
-                    "INSERT INTO bootstrap_samples VALUES (?, ?, ?)",
-                    [fit_id, list(record.samples.names), np.where(np.isfinite(record.samples.values), record.samples.values, np.nan).tolist()],
-                )
-            con.execute(
-                "INSERT INTO refits VALUES (?, ?, ?, ?, ?, 'fitted', ?)",
-                [now, record.family, record.law, record.data_version, record.code_version, fit_id],
-            )
-            fit_ids.append(fit_id)
+        con.execute(
+            "INSERT INTO refits VALUES (?, ?, ?, ?, ?, 'fitted', ?)",
+            [now, record.family, record.law, record.data_version, record.code_version, fit_id],
+        )
+        fit_ids.append(fit_id)
     return fit_ids

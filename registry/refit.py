@@ -42,11 +42,13 @@ from registry.fit_store import (
     families,
     family_observations,
     latest_attempt,
+    input_fingerprints,
     latest_refit,
     laws_code_version,
     record_unchanged,
-    store_fits,
+    store_records,
 )
+from registry.db import transaction
 from registry.gates import Gate, chinchilla_gates, design_gate, design_problems, law_gates, verdict
 from registry.overlaps import overlaps_for
 from registry.settings import FitSettings
@@ -91,6 +93,9 @@ class FitContext:
     family_settings: FamilySettings
     observations: Observations
     overlaps: tuple[dict, ...] = ()
+    #: a cheap hash of every row the family has (:func:`registry.fit_store.input_fingerprints`), stored with
+    #: each fit so the nightly refit can tell an unchanged family without reading its runs
+    input_fingerprint: str | None = None
 
     @property
     def runs(self) -> pl.DataFrame:
@@ -178,7 +183,7 @@ class FitContext:
             "constraints": {"shared_exponent": family.shared_exponent, "fixed": dict(family.fixed),
                             "bounds": {k: list(v) for k, v in family.bounds.items()}},
             "overlaps": list(self.overlaps),
-        }
+        } | ({"input_fingerprint": self.input_fingerprint} if self.input_fingerprint else {})
 
     def record(self, law: Law, **fields: Any) -> FitRecord:
         """A record of this family and versions for ``law``; ``fields`` fill the rest."""
@@ -552,33 +557,42 @@ def stale_families(
     return stale
 
 
-def refit_family(
-    open_writer: OpenWriter, family: str, settings: FitSettings | None = None, *,
-    family_settings: FamilySettings | None = None,
-) -> FamilyRefit:
-    """Fit every law the family supports whose data, code or settings changed since its last fit; store the results.
+@dataclass(frozen=True)
+class FamilyJob:
+    """One family's refit as read from the registry: what to fit (sent to a worker) and what was unchanged."""
 
-    ``family_settings`` are the family's declared settings (default: the shipped ones for it, else
-    the defaults); the Dagster asset passes those loaded from the home.
-    """
-    settings = settings or FitSettings()
-    declared = family_settings or settings_for(family, shipped_family_settings())
-    code = settings.code_version(declared.settings_version)
-    with open_writer() as con:
-        observations = family_observations(con, declared)
-        version = data_version(observations.runs)
-        laws = supported_laws(observations)
-        attempts = {law.name: latest_attempt(con, family, law.name) for law in laws}
-        overlaps = tuple({"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps_for(con, family))
+    context: FitContext
+    laws: tuple[Law, ...]
+    to_fit: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+def prepare_family(
+    con: duckdb.DuckDBPyConnection, family: str, settings: FitSettings, declared: FamilySettings,
+    code_version: str | None = None, fingerprint: str | None = None,
+) -> FamilyJob:
+    """Read one family's observations and decide which of its laws changed (their data, code or settings)."""
+    code = code_version or settings.code_version(declared.settings_version)
+    observations = family_observations(con, declared)
+    version = data_version(observations.runs)
+    laws = supported_laws(observations)
+    attempts = {law.name: latest_attempt(con, family, law.name) for law in laws}
+    overlaps = tuple({"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps_for(con, family))
     context = FitContext(
         family=family, data_version=version, code_version=code, settings=settings, family_settings=declared,
-        observations=observations, overlaps=overlaps,
+        observations=observations, overlaps=overlaps, input_fingerprint=fingerprint,
     )
-    to_fit = [law for law in laws if attempts[law.name] is None or attempts[law.name][:2] != (version, code)]
-    unchanged = tuple(law.name for law in laws if law not in to_fit)
+    to_fit = tuple(law.name for law in laws if attempts[law.name] is None or attempts[law.name][:2] != (version, code))
+    unchanged = tuple(law.name for law in laws if law.name not in to_fit)
+    return FamilyJob(context=context, laws=tuple(laws), to_fit=to_fit, unchanged=unchanged)
 
+
+def fit_family(job: FamilyJob) -> list[LawFit]:
+    """Fit, gate and judge every law of ``job`` that changed; no registry connection is needed (workers call this)."""
+    context, laws, settings = job.context, list(job.laws), job.context.settings
+    to_fit = [law for law in laws if law.name in job.to_fit]
     started = time.perf_counter()
-    runs = observations.runs
+    runs = context.observations.runs
     problems = design_problems(
         runs.get_column("run_id").to_list(), *(runs.get_column(c).to_numpy().astype(float) for c in ("params", "tokens", "loss")),
         min_runs=settings.min_runs,
@@ -600,16 +614,40 @@ def refit_family(
             fitted.append(done)
         fitted = _judge_allocations(context, fitted)
     seconds = time.perf_counter() - started
-    fitted = [
+    return [
         replace(f, record=replace(f.record, diagnostics={**f.record.diagnostics, "family_refit_seconds": seconds}))
         for f in sorted(fitted, key=lambda f: laws.index(f.law))
     ]
 
-    with open_writer() as con:
-        fit_ids = store_fits(con, [f.record for f in fitted], declared) if fitted else []
-        for name in unchanged:
-            record_unchanged(con, family, name, version, code)
+
+def store_family(con: duckdb.DuckDBPyConnection, job: FamilyJob, fitted: list[LawFit]) -> FamilyRefit:
+    """Append one family's new fits and its unchanged laws; the caller chooses the transaction."""
+    context = job.context
+    fit_ids = store_records(con, [f.record for f in fitted], context.family_settings) if fitted else []
+    for name in job.unchanged:
+        record_unchanged(con, context.family, name, context.data_version, context.code_version)
+    runs = context.observations.runs
     return FamilyRefit(
-        family=family, data_version=version, code_version=code, n_runs=runs.get_column("run_id").n_unique(),
-        fitted=tuple(fitted), unchanged=unchanged, fit_ids=tuple(fit_ids), runs=runs,
+        family=context.family, data_version=context.data_version, code_version=context.code_version,
+        n_runs=runs.get_column("run_id").n_unique(), fitted=tuple(fitted), unchanged=job.unchanged,
+        fit_ids=tuple(fit_ids), runs=runs,
     )
+
+
+def refit_family(
+    open_writer: OpenWriter, family: str, settings: FitSettings | None = None, *,
+    family_settings: FamilySettings | None = None,
+) -> FamilyRefit:
+    """Fit every law the family supports whose data, code or settings changed since its last fit; store the results.
+
+    ``family_settings`` are the family's declared settings (default: the shipped ones for it, else
+    the defaults); the Dagster asset passes those loaded from the home. Many families at once:
+    :func:`registry.refit_batch.refit_families`.
+    """
+    settings = settings or FitSettings()
+    declared = family_settings or settings_for(family, shipped_family_settings())
+    with open_writer() as con:
+        job = prepare_family(con, family, settings, declared, fingerprint=input_fingerprints(con, [family]).get(family))
+    fitted = fit_family(job)
+    with open_writer() as con, transaction(con):
+        return store_family(con, job, fitted)

@@ -1,0 +1,173 @@
+"""Refitting many families in one go (the nightly refit): skip the unchanged cheaply, fit the rest in parallel.
+
+Per family the science takes a fraction of a second; what used to cost more was around it: opening
+the registry twice per family, a transaction per family, reading the runs of families that did not
+change. Here:
+
+- a family whose rows (:func:`registry.fit_store.input_fingerprints`, one query for all families),
+  laws code and settings are those of its newest fits is recorded as unchanged without reading its runs;
+- the others are read a few at a time and fitted in a process pool sized to the cores (each worker
+  holds one family's observations at a time; the registry is never opened by a worker);
+- results are stored in batches, many families per transaction, and the registry is held only while
+  reading or storing, never while fitting.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from multiprocessing import get_context
+
+from registry.db import transaction
+from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
+from registry.fit_store import input_fingerprints, latest_fits_state
+from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_family, store_family
+from registry.settings import FitSettings
+
+#: Families read from the registry per visit (each visit opens the writer once).
+READ_BATCH = 16
+#: Store at least this many finished families per transaction (or whatever is left at the end).
+STORE_BATCH = 50
+#: Below this many families to fit, fitting in this process beats starting workers.
+MIN_FAMILIES_FOR_POOL = 4
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a batch refit stands, after each family: for progress bars and logs."""
+
+    done: int
+    total: int
+    family: str
+    fitted: int
+    unchanged: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Families per second so far."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """One log line: counts, rate and the estimated time left."""
+        left = (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
+        return (f"refit {self.done}/{self.total} families ({self.fitted} fitted, {self.unchanged} unchanged), "
+                f"{self.rate:.1f}/s, about {left:.0f} s left")
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def workers() -> int:
+    """Processes to fit in: the cores this process may use (``SCALEREG_REFIT_WORKERS`` overrides)."""
+    if configured := os.environ.get("SCALEREG_REFIT_WORKERS"):
+        return max(1, int(configured))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _unchanged_without_reading(
+    con, wanted: list[str], settings: FitSettings, declared: Mapping[str, FamilySettings]
+) -> tuple[dict[str, list[tuple[str, str, str, int]]], dict[str, str]]:
+    """Families whose fingerprint, code and settings match their newest fit of every law, with those laws'
+    ``(law, data_version, code_version, n_runs)``; and every wanted family's fingerprint."""
+    fingerprints = input_fingerprints(con, wanted)
+    state = latest_fits_state(con)
+    unchanged = {}
+    for family in wanted:
+        code = settings.code_version(settings_for(family, declared).settings_version)
+        newest = state.get(family)
+        if newest and all(c == code and f is not None and f == fingerprints.get(family) for _, _, c, f, _ in newest):
+            unchanged[family] = [(law, data, c, n) for law, data, c, _, n in newest]
+    return unchanged, fingerprints
+
+
+def _record_unchanged(con, unchanged: Mapping[str, list[tuple[str, str, str, int]]]) -> None:
+    now = datetime.now(timezone.utc)
+    rows = [(now, family, law, data, code, "unchanged", None) for family, laws in unchanged.items() for law, data, code, _ in laws]
+    if rows:
+        con.executemany("INSERT INTO refits VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def refit_families(
+    open_writer: OpenWriter, families: list[str], settings: FitSettings | None = None, *,
+    family_settings: Mapping[str, FamilySettings] | None = None, progress: ProgressCallback | None = None,
+    n_workers: int | None = None,
+) -> list[FamilyRefit]:
+    """Refit ``families`` (what :func:`registry.refit.refit_family` does for one, for all of them); returns one
+    :class:`FamilyRefit` per family, in the order given.
+
+    ``family_settings`` are every family's declared settings (default: the shipped ones); ``progress`` is
+    called after each family is stored or found unchanged.
+    """
+    settings = settings or FitSettings()
+    declared = shipped_family_settings() if family_settings is None else family_settings
+    started = time.perf_counter()
+    with open_writer() as con:
+        skipped, fingerprints = _unchanged_without_reading(con, families, settings, declared)
+        with transaction(con):
+            _record_unchanged(con, skipped)
+    done: dict[str, FamilyRefit] = {
+        family: FamilyRefit(family=family, data_version=laws[0][1], code_version=laws[0][2],
+                            n_runs=max(n for *_, n in laws), unchanged=tuple(law for law, *_ in laws))
+        for family, laws in skipped.items()
+    }
+    counts = {"fitted": 0, "unchanged": len(done)}
+
+    def report(family: str) -> None:
+        if progress is not None:
+            progress(Progress(done=len(done), total=len(families), family=family, fitted=counts["fitted"],
+                              unchanged=counts["unchanged"], elapsed=time.perf_counter() - started))
+
+    if done:
+        report(next(reversed(done)))
+    queue = [f for f in families if f not in done]
+    n_workers = n_workers or workers()
+    pool = (ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"))
+            if n_workers > 1 and len(queue) >= MIN_FAMILIES_FOR_POOL else None)
+    finished: list[tuple[FamilyJob, list[LawFit]]] = []
+
+    def store(batch: list[tuple[FamilyJob, list[LawFit]]]) -> None:
+        with open_writer() as con, transaction(con):
+            stored = [store_family(con, job, fitted) for job, fitted in batch]
+        for refit in stored:
+            done[refit.family] = refit
+            counts["fitted" if refit.fitted else "unchanged"] += 1
+            report(refit.family)
+
+    def read(count: int) -> list[FamilyJob]:
+        taken, queue[:] = queue[:count], queue[count:]
+        with open_writer() as con:
+            return [prepare_family(con, f, settings, settings_for(f, declared), fingerprint=fingerprints.get(f))
+                    for f in taken]
+
+    try:
+        running: dict[Future, FamilyJob] = {}
+        prepared: list[FamilyJob] = []
+        while queue or prepared or running:
+            if not prepared and queue:
+                prepared = read(READ_BATCH)
+            if pool is None:
+                finished.extend((job, fit_family(job) if job.to_fit else []) for job in prepared)
+                prepared = []
+            else:
+                while prepared and len(running) < 2 * n_workers:
+                    job = prepared.pop(0)
+                    if job.to_fit:
+                        running[pool.submit(fit_family, job)] = job
+                    else:
+                        finished.append((job, []))
+                if running and (prepared or not queue or len(running) >= 2 * n_workers):
+                    complete, _ = wait(running, return_when=FIRST_COMPLETED)
+                    finished.extend((running.pop(future), future.result()) for future in complete)
+            last = not (queue or prepared or running)
+            if finished and (len(finished) >= STORE_BATCH or last or pool is None):
+                store(finished)
+                finished = []
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [done[f] for f in families]
