@@ -28,7 +28,8 @@ import polars as pl
 from registry.adapters import gadre, olmo_ladder, tables
 from registry.adapters.base import Batch, FileProblem
 from registry.adapters.mapping import GENERIC, ColumnMapping, load_mapping, read_with_mapping
-from registry.db import one, registered, transaction
+from registry.collisions import within_file_collisions
+from registry.db import claimed, concurrent, next_source_id, registered, retrying, transaction
 from registry.disk import NoSpace, is_no_space, no_space
 from registry.home import PROJECT_ROOT, Home
 from registry.run_losses import declared_losses, extra_loss_rejects, fitted_losses, mark_fitted
@@ -37,7 +38,6 @@ from schemas.runs import COMPUTE_TOLERANCE, SAME_VALUE_RTOL
 
 ADAPTERS: dict[str, Callable[[Path], Batch]] = {"gadre": gadre.read, "olmo_ladder": olmo_ladder.read}
 RUN_KEY = ["family", "run_name"]
-POINT_KEY = ["family", "run_name", "step", "loss_name"]
 #: Archived copies keep the input's name only as far as it is safe in any folder on any system.
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+=@-]+")
 MAX_ARCHIVE_NAME = 120
@@ -95,7 +95,7 @@ def reading_hash(adapter: str, mapping: ColumnMapping | None, family: str | None
     how = {
         "adapter": adapter,
         "family": family,
-        "mapping": mapping.model_dump(mode="json", exclude={"name", "citation"}) if mapping else None,
+        "mapping": mapping.reading() if mapping else None,
         "slugify_family": mapping.slugify_family if mapping else None,
     }
     return hashlib.sha256(json.dumps(how, sort_keys=True).encode()).hexdigest()
@@ -214,25 +214,6 @@ def _archived(home: Home, path: Path, sha256: str) -> Iterator[Path]:
         raise
 
 
-def _reject_frame(rows: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
-    expr = pl.lit(reason) if isinstance(reason, str) else reason
-    return rows.select(pl.col("row_number").cast(pl.Int64), expr.cast(pl.String).alias("reason"))
-
-
-def _within_file_duplicates(points: pl.DataFrame) -> pl.DataFrame:
-    """Rows repeating an earlier row's run, step and loss name: the later one is rejected, naming the first."""
-    repeated = points.select(pl.struct(POINT_KEY).is_duplicated()).to_series()
-    if not repeated.any():
-        return pl.DataFrame(schema={"row_number": pl.Int64, "reason": pl.String})
-    first = points.filter(repeated).with_columns(pl.col("row_number").min().over(POINT_KEY).alias("first_row"))
-    repeats = first.filter(pl.col("row_number") != pl.col("first_row")).select("row_number", "first_row").unique()
-    return _reject_frame(
-        repeats,
-        pl.lit("repeats row ") + pl.col("first_row").cast(pl.String)
-        + pl.lit(" of this file (same family, run, step and loss name); remove one of them"),
-    )
-
-
 def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
     """One row per run from its final fitted point; compute is derived as 6ND only where not given."""
     fit_points = points.filter(pl.col("fit_loss"))
@@ -330,6 +311,8 @@ class IncomingSource:
     sha256: str
     reading_sha256: str | None = None  # how it is read: see reading_hash
     supersedes: tuple[int, ...] = ()  # earlier readings of the same content that this one replaces
+    #: Rows of the source's own provenance tables (a tracker's runs), written in its transaction given its source_id.
+    written_with: Callable[[duckdb.DuckDBPyConnection, int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -364,7 +347,7 @@ def _insert_source(
     same content; successes are never touched.
     """
     con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [source.sha256])
-    source_id = one(con, "SELECT nextval('source_id_seq')")[0]
+    source_id = next_source_id(con)
     counts = [stored.rows_read, stored.rows_accepted, stored.rows_rejected] if stored else [0, 0, 0]
     con.execute(
         "INSERT INTO sources (source_id, name, kind, adapter, citation, original_path, archive_path, sha256, ingested_at, "
@@ -416,6 +399,37 @@ def ingest_path(
 ) -> IngestReport:
     """Ingest a file or folder; returns what happened. Never raises for bad input: it records it.
 
+    With other writers committing at the same time (DuckLake), the file is read and validated first,
+    outside any claim; then its content hash and its families are claimed, so that the duplicate check,
+    the run conflict checks and the write see every earlier writer's commit and no concurrent one; a
+    commit that still conflicts (another writer deleted rows of the same table) is tried again.
+    """
+    options = {"name": name, "kind": kind, "adapter": adapter, "mapping": mapping, "family": family, "citation": citation}
+    path = Path(path)
+    if not concurrent(con) or not path.exists() or tables.kind_problem(path):
+        return _ingest_once(con, home, path, ahead=ahead, **options)
+    if ahead is None and (path.is_dir() or tables.size_problem(path) is None):
+        ahead = read_ahead(path, adapter=adapter, mapping=mapping, family=family)
+    families = ahead.batch.points.get_column("family").unique().drop_nulls().to_list() if ahead else []
+    with claimed(con, f"source:{content_hash(path)}", *(f"family:{f}" for f in families)):
+        return retrying(lambda: _ingest_once(con, home, path, ahead=ahead, **options), f"ingest of {path.name}")
+
+
+def _ingest_once(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    path: Path,
+    *,
+    name: str | None = None,
+    kind: str = "internal",
+    adapter: str = "mapping",
+    mapping: ColumnMapping | Path | None = None,
+    family: str | None = None,
+    citation: str | None = None,
+    ahead: ReadAhead | None = None,
+) -> IngestReport:
+    """One attempt at :func:`ingest_path`.
+
     ``ahead``: the file already read and validated by :func:`read_ahead` (the same way), so that a
     caller holds the registry's writer only to reconcile and store it.
     """
@@ -466,8 +480,23 @@ def ingest_path(
             "This is a bug in scalereg's reader: please report it with the file."
         )
         return _record_failure(con, source, message)
+    validated = (ahead.accepted, ahead.rejects) if ahead else None
+    return store_batch(con, home, source, batch, declared=declared, validated=validated)
+
+
+def store_batch(
+    con: duckdb.DuckDBPyConnection,
+    home: Home,
+    source: IncomingSource,
+    batch: Batch,
+    *,
+    declared: Mapping[str, str] | None = None,
+    validated: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+) -> IngestReport:
+    """Reconcile a batch with the registry and store it with its source, or record why not: the one write path
+    for files and for sources read by a caller of their own (a tracker import, registry/importers/)."""
+    path = source.path
     try:
-        validated = (ahead.accepted, ahead.rejects) if ahead else None
         reconciled = _reconcile(con, batch, declared=declared, replacing=source.supersedes, validated=validated)
         if reconciled.conserved:
             return _store(con, home, source, reconciled)
@@ -555,7 +584,8 @@ def _reconcile(
     accepted, rejects = validated or validate(batch)
     fitted = fitted_losses(con, accepted, batch.points, declared or {}, replacing)
     accepted = mark_fitted(accepted, fitted)
-    accepted, rejects = _rejecting(accepted, rejects, _within_file_duplicates(accepted))
+    # repeats keep their first row; rows of different runs sharing a run name are all rejected (registry/collisions.py)
+    accepted, rejects = _rejecting(accepted, rejects, within_file_collisions(accepted, batch))
     run_ids = _run_ids(con, accepted.select(RUN_KEY).unique())
 
     runs = _assemble_runs(accepted).join(run_ids, on=RUN_KEY, how="left")
@@ -605,6 +635,8 @@ def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: R
     with transaction(con):
         source_id = _insert_source(con, source, stored=reconciled, archive_path=archived, ingested_at=now)
         _supersede(con, source.supersedes, by=source_id)
+        if source.written_with is not None:
+            source.written_with(con, source_id)
         with registered(con, incoming_runs=runs):
             con.execute(
                 """

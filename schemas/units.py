@@ -20,7 +20,18 @@ SUFFIX_MULTIPLIERS: dict[str, float] = {
     "T": 1e12,
 }
 
-TRANSFORMS = ("suffix", "log10", "exp", "thousands", "millions", "billions", "trillions", "number")
+#: Compute written in larger units: one of these times its FLOPs (a PFLOP/s-day is 1e15 FLOP/s for a day).
+FLOP_UNITS: dict[str, float] = {
+    "gflops": 1e9,
+    "tflops": 1e12,
+    "pflops": 1e15,
+    "eflops": 1e18,
+    "zflops": 1e21,
+    "pflop_days": 1e15 * 86_400,
+}
+#: A loss written as a perplexity: its natural logarithm is the cross-entropy in nats.
+LOSS_TRANSFORMS = ("ln",)
+TRANSFORMS = ("suffix", "log10", "exp", "thousands", "millions", "billions", "trillions", "number", *LOSS_TRANSFORMS, *FLOP_UNITS)
 
 _SUFFIX_RE = r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([KkMmBbGgTt]?)\s*$"
 #: A value written with a unit suffix ("2.8B", "70M"); used to explain why a loss cannot have one.
@@ -55,5 +66,7 @@ def apply_transform(expr: pl.Expr, dtype: pl.DataType, transform: str) -> pl.Exp
         return pl.lit(10.0) ** value
     if transform == "exp":
         return value.exp()
-    scale = {"thousands": 1e3, "millions": 1e6, "billions": 1e9, "trillions": 1e12}.get(transform, 1.0)
+    if transform == "ln":  # a perplexity of 1 or less is no perplexity: null, so the row is rejected naming it
+        return pl.when(value > 1.0).then(value.log())
+    scale = {"thousands": 1e3, "millions": 1e6, "billions": 1e9, "trillions": 1e12, **FLOP_UNITS}.get(transform, 1.0)
     return value * scale

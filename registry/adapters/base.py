@@ -29,6 +29,10 @@ class Batch:
     raw: pl.DataFrame
     rows_read: int
     parse_errors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PARSE_ERROR_SCHEMA))
+    #: The file's columns that name a run (run_name, or the columns of N, and D for final values) and those
+    #: read as its loss: when two runs collide, the message proposes an identity from the other columns.
+    identity_columns: tuple[str, ...] = ()
+    loss_columns: tuple[str, ...] = ()
 
 
 def canonical(frame: pl.DataFrame) -> pl.DataFrame:

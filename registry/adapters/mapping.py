@@ -16,8 +16,17 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from registry.adapters.base import Batch, FileProblem, canonical, synthesized_run_names
+from registry.adapters.base import PARSE_ERROR_SCHEMA, Batch, FileProblem, canonical, synthesized_run_names
 from registry.adapters.tables import read_table
+from registry.mapping_rules import (
+    RunIdentity,
+    RuleProblem,
+    Where,
+    looks_like_perplexity,
+    parse_identity,
+    parse_where,
+    transform_problem,
+)
 from schemas.families import family_problem, slugify
 from schemas.units import PERCENT_RE, SUFFIXED_RE, TRANSFORMS, apply_transform
 
@@ -58,6 +67,10 @@ class ColumnMapping(BaseModel):
     loss_name: str | None = None
     header: bool = True
     delimiter: Delimiter | None = None
+    #: The run's identity from several columns (["checkpoint", "epochs"]) or a template ("{checkpoint}-e{epochs}").
+    run_name: list[str] | str | None = None
+    #: Rows to keep, such as 'State == "finished"'; the others are rejected naming the filter.
+    where: str | None = None
     columns: dict[MappedColumn, str] = {}
     transforms: dict[NumericColumn, Transform] = {}
 
@@ -84,13 +97,25 @@ class ColumnMapping(BaseModel):
                     "columns", canonical_name,
                 )
             by_column[column] = canonical_name
-        for canonical_name in self.transforms:
+        for canonical_name, transform in self.transforms.items():
             if canonical_name not in self.columns:
                 raise _located(
                     f"a transform for {canonical_name}, but [columns] does not map {canonical_name}; "
                     f'add {canonical_name} = "COLUMN" under [columns]',
                     "transforms", canonical_name,
                 )
+            if problem := transform_problem(canonical_name, transform):
+                raise _located(problem, "transforms", canonical_name)
+        if self.run_name is not None and "run_name" in self.columns:
+            raise _located(
+                "run_name is given twice: at the top (the run's identity from several columns) and under [columns]; "
+                "keep one", None, "run_name",
+            )
+        for key, parse in (("run_name", parse_identity), ("where", parse_where)):
+            try:
+                parse(getattr(self, key))
+            except RuleProblem as problem:
+                raise _located(str(problem), None, key) from None
         return self
 
     @model_validator(mode="after")
@@ -105,6 +130,22 @@ class ColumnMapping(BaseModel):
     @property
     def origin(self) -> str:
         return self._origin
+
+    @property
+    def identity(self) -> RunIdentity | None:
+        """The run's identity from several columns, when the mapping gives one (checked when it was loaded)."""
+        return parse_identity(self.run_name)
+
+    @property
+    def row_filter(self) -> Where | None:
+        """The rows to keep, when the mapping says (checked when it was loaded)."""
+        return parse_where(self.where)
+
+    def reading(self) -> dict:
+        """What the mapping says about reading a file, for its reading hash: the keys added later (run_name,
+        where) only when given, so a mapping that does not use them reads its sources the same way as before."""
+        dump = self.model_dump(mode="json", exclude={"name", "citation"})
+        return {key: value for key, value in dump.items() if key not in ("run_name", "where") or value is not None}
 
     @property
     def slugify_family(self) -> bool:
@@ -181,6 +222,13 @@ def _problem(error: ErrorDetails) -> tuple[str, str | None, str]:
         return f"header must be true or false, without quotes; got {value!r}", None, top
     if top == "delimiter":
         return f"delimiter must be one character in quotes, such as \";\", \"|\" or \"\\t\"; got {value!r}", None, top
+    if top == "run_name":
+        return (
+            'run_name must be a list of column names, such as ["checkpoint", "epochs"], or a template in quotes, '
+            f'such as "{{checkpoint}}-e{{epochs}}"; got {value!r}', None, top,
+        )
+    if top == "where":
+        return f"where must be a condition in quotes, such as 'State == \"finished\"'; got {value!r}", None, top
     return f"{key} must be text in quotes; got {value!r}", table, key
 
 
@@ -247,6 +295,7 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
                 f"{path.name}: mapping {mapping.line_of('columns', next(iter(absent)))} names column(s) not in the "
                 f"file: {', '.join(f'{k} = {v!r}' for k, v in absent.items())}; found: {', '.join(frame.columns[1:21])}."
             )
+    _check_rules(path, mapping, frame.columns)
     family_source = family or mapping.family
     family_column = None if family_source else mapping.family_column
     required = ["params", "loss"] + ([] if "flops" in present else ["tokens"])
@@ -305,6 +354,10 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
     elif given_tags is not None:
         expressions.append(given_tags.alias("tags"))
 
+    identity = mapping.identity
+    if identity is not None:
+        texts = {column: as_text(pl.col(column), frame.schema[column]) for column in identity.columns}
+        expressions.append(identity.expression(texts).alias("run_name"))
     mapped = frame.select(expressions)
     if "tokens" not in present:
         mapped = mapped.with_columns(
@@ -335,8 +388,62 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
             )
     # problems the reader found in single rows (a JSON key given twice), for the rows that are not blank
     row_problems = table.row_problems.filter(pl.col("row_number").is_in(frame.get_column("row_number").implode()))
-    parse_errors = pl.concat([row_problems, *errors])
-    return Batch(points=mapped, raw=frame, rows_read=frame.height, parse_errors=parse_errors)
+    parse_errors = pl.concat([row_problems, *errors, *_rule_rejects(frame, mapping)])
+    if "run_name" in present:
+        identity_columns: tuple[str, ...] = (present["run_name"],)
+    elif identity is not None:
+        identity_columns = identity.columns
+    else:  # names made from N (and D for final values): see synthesized_run_names
+        identity_columns = tuple(present[name] for name in ("params", "tokens") if name in present)
+    return Batch(
+        points=mapped, raw=frame, rows_read=frame.height, parse_errors=parse_errors,
+        identity_columns=identity_columns, loss_columns=(present["loss"],),
+    )
+
+
+def _check_rules(path: Path, mapping: ColumnMapping, found: list[str]) -> None:
+    """The run identity and filter name columns the file has; a perplexity is read through "ln"."""
+    for key, rule in (("run_name", mapping.identity), ("where", mapping.row_filter)):
+        missing = [column for column in (rule.columns if rule else ()) if column not in found]
+        if missing:
+            raise MappingProblem(
+                f"{path.name}: mapping {mapping.line_of(None, key)}: {key} names column(s) not in the file: "
+                f"{', '.join(repr(c) for c in missing)}; found: {', '.join(c for c in found if c != 'row_number')[:400]}."
+            )
+    loss_column = mapping.columns.get("loss")
+    if mapping is not GENERIC and loss_column and looks_like_perplexity(loss_column) and mapping.transforms.get("loss") != "ln":
+        raise MappingProblem(
+            f"{path.name}: mapping {mapping.line_of('columns', 'loss')}: loss reads {loss_column!r}, which is named as a "
+            'perplexity; a loss is its natural logarithm: add loss = "ln" under [transforms].'
+        )
+
+
+def _rule_rejects(frame: pl.DataFrame, mapping: ColumnMapping) -> list[pl.DataFrame]:
+    """Rows the mapping's filter leaves out, and rows whose run identity has an empty column, as row reasons."""
+    rejects = []
+    where = mapping.row_filter
+    if where is not None:
+        keep = pl.all_horizontal(clause.expression(pl.col(clause.column), frame.schema[clause.column]) for clause in where.clauses)
+        shown = [
+            pl.lit(f"{column} = ") + as_text(pl.col(column), frame.schema[column]).fill_null("(empty)").str.slice(0, 40)
+            for column in where.columns
+        ]
+        rejects.append(
+            frame.filter(~keep).select(
+                "row_number",
+                (pl.lit(f"left out by the mapping's where ({where.text}): ") + pl.concat_str(shown, separator=", "))
+                .alias("reason"),
+            )
+        )
+    identity = mapping.identity
+    for column in identity.columns if identity is not None else ():
+        rejects.append(
+            frame.filter(pl.col(column).is_null()).select(
+                "row_number",
+                pl.lit(f"run_name: column {column!r} is empty in this row, so the run it belongs to is unknown").alias("reason"),
+            )
+        )
+    return [r.cast(PARSE_ERROR_SCHEMA) for r in rejects]
 
 
 def as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:

@@ -100,8 +100,8 @@ CASES = [
     ),
     Case("diverged.csv", "ingested", (5, 4, 1), reasons={5: "loss = 25.0 is above 20, not a plausible cross-entropy"}),
     Case(
-        "duplicate-rows.csv", "ingested", (4, 2, 2),
-        reasons={3: "repeats row 1 of this file", 4: "repeats row 1 of this file"},
+        "duplicate-rows.csv", "ingested", (4, 1, 3),
+        reasons={r: "rows 1, 3, 4 of this file have the same family, run name 'a', no step" for r in (1, 3, 4)},
     ),
     Case(
         "bad-family-names.csv", "ingested", (10, 1, 9),
@@ -243,9 +243,10 @@ def test_diverged_runs_are_accepted_and_flagged(con, home):
     assert flags == {"fine": [], "div6": ["diverged"], "div8": ["diverged"], "div11": ["diverged"]}
 
 
-def test_duplicate_rows_keep_the_first(con, home):
+def test_one_run_name_with_two_losses_keeps_neither(con, home):
+    """Run 'a' has loss 3.1 (twice) and 3.0: keeping either would pick one run's value for another's."""
     ingest_path(con, home, BAD / "duplicate-rows.csv")
-    assert rows(con, "SELECT run_name, loss, row_number FROM runs ORDER BY row_number") == [("a", 3.1, 1), ("b", 2.9, 2)]
+    assert rows(con, "SELECT run_name, loss, row_number FROM runs ORDER BY row_number") == [("b", 2.9, 2)]
 
 
 def test_whole_number_steps_are_kept_fractional_ones_rejected(con, home):

@@ -1,0 +1,122 @@
+"""Rows of one file that land on the same point (family, run, step, loss name): repeats or different runs.
+
+Two rows with the same point and the same loss are a repeat: the first is kept, the later ones are
+rejected naming it. Two rows with the same point and *different* losses are not a repeat: they are
+different runs that the file's run names do not tell apart (several runs per model size, each row a
+checkpoint). Keeping either would put one run's checkpoint on another's curve, so every row of such a
+collision is rejected, naming the rows and the columns whose values differ between them, and, when
+some of those columns tell every colliding run apart, the ``run_name = [...]`` that would.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import polars as pl
+
+from registry.adapters.base import Batch
+from schemas.runs import SAME_VALUE_RTOL
+
+POINT_KEY = ["family", "run_name", "step", "loss_name"]
+REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
+#: Rows named in one message, and candidate columns tried (alone and in pairs) as a run identity.
+SHOWN_ROWS = 8
+TRIED_COLUMNS = 10
+
+
+def _same_losses(loss: pl.Expr) -> pl.Expr:
+    """All losses of a group agree (to the float32 precision two files of the same runs may differ by)."""
+    return (loss.max() - loss.min()) <= SAME_VALUE_RTOL * loss.abs().max()
+
+
+def within_file_collisions(points: pl.DataFrame, batch: Batch) -> pl.DataFrame:
+    """(row_number, reason) for rows repeating an earlier row's point, and for rows of colliding runs."""
+    repeated = points.select(pl.struct(POINT_KEY).is_duplicated()).to_series()
+    if not repeated.any():
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    groups = (
+        points.filter(repeated)
+        .with_columns(
+            pl.col("row_number").min().over(POINT_KEY).alias("first_row"),
+            _same_losses(pl.col("loss")).over(POINT_KEY).alias("repeat"),
+        )
+    )
+    repeats = groups.filter(pl.col("repeat") & (pl.col("row_number") != pl.col("first_row")))
+    rejects = [
+        repeats.select(
+            pl.col("row_number").cast(pl.Int64),
+            (
+                pl.lit("repeats row ") + pl.col("first_row").cast(pl.String)
+                + pl.lit(" of this file (same family, run, step and loss name); remove one of them")
+            ).alias("reason"),
+        )
+    ]
+    colliding = groups.filter(~pl.col("repeat"))
+    if colliding.height:
+        rejects.append(_collision_rejects(colliding, batch))
+    return pl.concat(rejects).unique(maintain_order=True)
+
+
+def _collision_rejects(colliding: pl.DataFrame, batch: Batch) -> pl.DataFrame:
+    """Every row of a collision, with one message per collision naming its rows and what tells the runs apart."""
+    advice = _identity_advice(colliding, batch)
+    per_group = colliding.group_by(POINT_KEY, maintain_order=True).agg(
+        pl.col("row_number").sort().alias("rows"), pl.col("loss").sort_by("row_number").alias("losses")
+    )
+    messages = []
+    for group in per_group.iter_rows(named=True):
+        rows, losses = group["rows"], group["losses"]
+        shown = ", ".join(str(r) for r in rows[:SHOWN_ROWS]) + (f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else "")
+        values = ", ".join(f"{loss:.6g}" for loss in losses[:SHOWN_ROWS]) + (", ..." if len(losses) > SHOWN_ROWS else "")
+        step = "no step" if group["step"] is None else f"step {group['step']}"
+        messages.append({
+            "rows": rows,
+            "reason": (
+                f"rows {shown} of this file have the same family, run name {group['run_name']!r}, {step} and loss name "
+                f"{group['loss_name']!r} but different losses ({values}): they are different runs, not repeats. {advice}"
+            ),
+        })
+    return (
+        pl.DataFrame(messages, schema={"rows": pl.List(pl.Int64), "reason": pl.String})
+        .explode("rows")
+        .select(pl.col("rows").alias("row_number"), "reason")
+    )
+
+
+def _identity_advice(colliding: pl.DataFrame, batch: Batch) -> str:
+    """The columns whose values differ between colliding rows, and the fewest that tell every colliding run apart."""
+    columns = [c for c in batch.raw.columns if c not in ("row_number", *batch.loss_columns, *batch.identity_columns)]
+    if not columns or set(batch.raw.columns) <= {"row_number", "member", "raw"}:  # an adapter's rows: no columns to offer
+        return "Give each run its own run_name."
+    # the file's columns under names of their own: a file may have columns called family or run_name too
+    alias = {c: f"column {i}" for i, c in enumerate(columns)}
+    raw = batch.raw.select("row_number", *(pl.col(c).cast(pl.String, strict=False).alias(alias[c]) for c in columns))
+    as_text = colliding.select(*POINT_KEY, "row_number", "loss").join(raw, on="row_number", how="left")
+    differing = as_text.group_by(POINT_KEY).agg(pl.col(list(alias.values())).n_unique() > 1).select(pl.col(list(alias.values())).any())
+    differ = [c for c in columns if differing.get_column(alias[c]).item()]
+    if not differ:
+        return (
+            "No column of the file differs between them: give each run its own name (a run_name column, or "
+            "run_name = [...] in the mapping naming the columns that tell runs apart)."
+        )
+    # columns that take few values across the file name runs; those with a value per row are measurements
+    cardinality = {c: batch.raw.get_column(c).n_unique() for c in differ}
+    tried = sorted((c for c in differ if cardinality[c] <= max(2, batch.raw.height // 2)), key=cardinality.get)[:TRIED_COLUMNS]
+    separating = next(
+        (
+            list(chosen)
+            for size in (1, 2)
+            for chosen in combinations(tried, size)
+            if as_text.group_by(*POINT_KEY, *(alias[c] for c in chosen)).agg(_same_losses(pl.col("loss"))).get_column("loss").all()
+        ),
+        None,
+    )
+    named = ", ".join(repr(c) for c in differ[:12]) + (" ..." if len(differ) > 12 else "")
+    text = f"Columns whose values differ between them: {named}."
+    if separating is None:
+        return text + " No one or two of them tell every colliding run apart: give each run its own run_name."
+    identity = ", ".join(f'"{c}"' for c in [*batch.identity_columns, *separating])
+    return (
+        text + f" {' and '.join(repr(c) for c in separating)} tell every colliding run apart: give the runs an "
+        f"identity with run_name = [{identity}] in the mapping."
+    )
