@@ -1,28 +1,40 @@
 """Opening the registry: migrations for writers, bounded retries for readers, one writer at a time.
 
-DuckDB lets exactly one process open a file read-write, and while it does no other process can
-open it at all. So writers hold a connection only as long as a transaction needs it, and readers
-retry for a bounded time and then say plainly that the registry is busy.
+Two backends sit behind :func:`writer` and :func:`reader`, chosen by configuration:
+
+- the DuckDB file (the default): DuckDB lets exactly one process open a file read-write, and while it
+  does no other process can open it at all. So writers hold a connection only as long as a
+  transaction needs it, and readers retry for a bounded time and then say plainly that the registry
+  is busy;
+- DuckLake with a PostgreSQL catalog (``SCALEREG_CATALOG`` + ``SCALEREG_DATA_PATH``,
+  :mod:`registry.backend_ducklake`): many writers and readers on many machines. Writers commit
+  concurrently; what must not interleave is claimed (:func:`claimed`), and a commit that conflicts
+  with another writer's is retried a bounded number of times (:func:`retrying`).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
+from registry.backend_ducklake import Catalog, ClaimTimeout, Session, connect, translate
 from registry.processes import command_of
 
 #: How long a reader or writer waits for another process to release the file before giving up.
 #: Readers of planning tools can shorten it with SCALEREG_BUSY_WAIT (seconds).
 DEFAULT_WAIT_SECONDS = 10.0
+
+T = TypeVar("T")
 
 
 def busy_wait() -> float:
@@ -100,14 +112,16 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
+def migrate(con: duckdb.DuckDBPyConnection, lake: bool = False) -> int:
     """Bring an open registry up to the newest schema; returns the version it is at.
 
     Each migration runs in its own transaction with its ``schema_version`` row, so an interrupted
-    upgrade leaves the registry at the last complete version.
+    upgrade leaves the registry at the last complete version. On DuckLake (``lake``) each migration
+    is first translated (:func:`registry.backend_ducklake.translate`: no keys, checks or sequences).
     """
+    key = "" if lake else " PRIMARY KEY"
     con.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        f"CREATE TABLE IF NOT EXISTS schema_version (version INTEGER{key}, name VARCHAR NOT NULL, "
         "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
     current = one(con, "SELECT coalesce(max(version), 0) FROM schema_version")[0]
@@ -116,7 +130,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             continue
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(sql)
+            con.execute(translate(sql) if lake else sql)
             con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [version, name])
             con.execute("COMMIT")
         except BaseException:
@@ -143,9 +157,22 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             delay = min(delay * 1.5, 0.5)
 
 
+#: The claim session of each open DuckLake writer, by connection (none for the DuckDB file).
+_SESSIONS: dict[int, Session] = {}
+
+
 @contextmanager
 def writer(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A migrated read-write connection, closed as soon as the caller is done with it."""
+    """A migrated read-write connection, closed as soon as the caller is done with it.
+
+    ``path`` is the DuckDB file; with ``SCALEREG_CATALOG`` set the connection is to the DuckLake
+    catalog instead (the path is then unused).
+    """
+    catalog = Catalog.from_env()
+    if catalog is not None:
+        with _lake_writer(catalog, busy_wait() if wait is None else wait) as con:
+            yield con
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(path, read_only=False, wait=busy_wait() if wait is None else wait)
     try:
@@ -158,6 +185,11 @@ def writer(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyCon
 @contextmanager
 def reader(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection: queries through it cannot change the registry."""
+    catalog = Catalog.from_env()
+    if catalog is not None:
+        with _lake_reader(catalog) as con:
+            yield con
+        return
     if not path.exists():
         raise RegistryMissing(path)
     con = _open(path, read_only=True, wait=busy_wait() if wait is None else wait)
@@ -177,7 +209,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     else:
-        con.execute("COMMIT")
+        try:
+            con.execute("COMMIT")
+        except duckdb.TransactionException as error:
+            if "conflict" not in str(error).lower():
+                raise
+            raise WriteConflict(str(error).splitlines()[-1]) from None  # DuckLake refused the commit: nothing of it is visible
 
 
 @contextmanager
@@ -190,3 +227,98 @@ def registered(con: duckdb.DuckDBPyConnection, **frames: object) -> Iterator[Non
     finally:
         for name in frames:
             con.unregister(name)
+
+
+class WriteConflict(RuntimeError):
+    """DuckLake refused a commit because another writer's commit touched the same rows; nothing of it was
+    written. Not a ``duckdb.Error``: code that records a failed input must let it through to be retried."""
+
+
+#: How many times a write that conflicts with other writers' commits is tried before giving up.
+CONFLICT_ATTEMPTS = 8
+
+
+def retrying(attempt: Callable[[], T], what: str) -> T:
+    """Run ``attempt`` (a whole write: its reads, decisions and transaction) again when its commit conflicts
+    with another writer's, up to :data:`CONFLICT_ATTEMPTS` times with a growing, jittered pause."""
+    for number in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except WriteConflict as conflict:
+            if number == CONFLICT_ATTEMPTS:
+                raise WriteConflict(
+                    f"{what}: gave up after {number} commits that conflicted with other writers ({conflict}); "
+                    "nothing of it was written. Try again when fewer writers change the same rows."
+                ) from None
+            time.sleep(random.uniform(0.05, 0.1 * 2**number))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def claimed(con: duckdb.DuckDBPyConnection, *keys: str, wait: float | None = None) -> Iterator[None]:
+    """Hold these claims (e.g. ``source:<sha256>``, ``family:<name>``) against every other writer for the block.
+
+    On DuckLake: PostgreSQL advisory locks, taken before the block's transaction begins so that it reads
+    what the previous holder committed. On the DuckDB file: nothing to do, the writer holds the whole file.
+    A claim held by another writer for longer than the busy wait raises :class:`RegistryBusy` naming it.
+    """
+    session = _SESSIONS.get(id(con))
+    if session is None or not keys:
+        yield
+        return
+    try:
+        with session.claimed(list(keys), busy_wait() if wait is None else wait):
+            yield
+    except ClaimTimeout as timeout:
+        raise RegistryBusy(
+            Catalog.from_env().describe(), timeout.waited, f"{timeout.holder} holds {timeout.key}", TRY_AGAIN
+        ) from None
+
+
+def next_source_id(con: duckdb.DuckDBPyConnection) -> int:
+    """A new ``source_id``: the file's sequence, or on DuckLake the catalog database's (no two writers share one)."""
+    session = _SESSIONS.get(id(con))
+    if session is None:
+        return one(con, "SELECT nextval('source_id_seq')")[0]
+    return session.next_source_id(floor=one(con, "SELECT coalesce(max(source_id), 0) FROM sources")[0])
+
+
+def concurrent(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether other writers may commit while this writer works (DuckLake), rather than wait for its file lock."""
+    return id(con) in _SESSIONS
+
+
+@contextmanager
+def _lake_writer(catalog: Catalog, wait: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckLake connection with its claim session; the catalog is created and migrated under a claim,
+    so two first writers never create the same tables."""
+    session = Session.open(catalog)
+    con = None
+    try:
+        try:
+            with session.claimed(["catalog"], wait):
+                con = connect(catalog, read_only=False)
+                migrate(con, lake=True)
+        except ClaimTimeout as timeout:
+            raise RegistryBusy(catalog.describe(), timeout.waited, f"{timeout.holder} is migrating it", TRY_AGAIN) from None
+        _SESSIONS[id(con)] = session
+        yield con
+    finally:
+        if con is not None:
+            _SESSIONS.pop(id(con), None)
+            con.close()
+        session.close()
+
+
+@contextmanager
+def _lake_reader(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only DuckLake connection: each query reads the newest committed snapshot; writers never wait for it."""
+    con = connect(catalog, read_only=True)
+    try:
+        if one(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND table_name = 'schema_version'")[0] == 0:
+            raise RegistryMissing(catalog.describe())
+        yield con
+    finally:
+        con.close()
+
+

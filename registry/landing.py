@@ -25,7 +25,7 @@ import duckdb
 
 from registry.adapters.base import FileProblem
 from registry.adapters.tables import CSV_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, REFUSED_SUFFIXES
-from registry.db import one, transaction
+from registry.db import next_source_id, transaction
 from registry.home import Home
 from registry.ingest import IngestReport, display_path, ingest_path
 
@@ -188,7 +188,7 @@ def record_failed_entry(con: duckdb.DuckDBPyConnection, home: Home, name: str, m
     original = str(Path(display_path(home.landing)) / name)
     with transaction(con):
         con.execute("DELETE FROM sources WHERE sha256 = ? AND status = 'failed'", [sha256])
-        source_id = one(con, "SELECT nextval('source_id_seq')")[0]
+        source_id = next_source_id(con)
         con.execute(
             "INSERT INTO sources (source_id, name, kind, adapter, original_path, sha256, ingested_at, status, error) "
             "VALUES (?, ?, 'internal', 'mapping', ?, ?, ?, 'failed', ?)",

@@ -1,0 +1,1 @@
+"""Throw-away servers the tests start themselves (PostgreSQL for the team backend)."""
