@@ -16,50 +16,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing import get_context
 
 from registry.db import transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
 from registry.fit_store import input_fingerprints, latest_fits_state
+from registry.progress import Progress, ProgressCallback, report
 from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_family, store_family
 from registry.settings import FitSettings
 
 #: Families read from the registry per visit (each visit opens the writer once).
 READ_BATCH = 16
 #: Store at least this many finished families per transaction (or whatever is left at the end).
-STORE_BATCH = 50
+STORE_BATCH = 25
 #: Below this many families to fit, fitting in this process beats starting workers.
 MIN_FAMILIES_FOR_POOL = 4
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a batch refit stands, after each family: for progress bars and logs."""
-
-    done: int
-    total: int
-    family: str
-    fitted: int
-    unchanged: int
-    elapsed: float
-
-    @property
-    def rate(self) -> float:
-        """Families per second so far."""
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
-
-    def line(self) -> str:
-        """One log line: counts, rate and the estimated time left."""
-        left = (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
-        return (f"refit {self.done}/{self.total} families ({self.fitted} fitted, {self.unchanged} unchanged), "
-                f"{self.rate:.1f}/s, about {left:.0f} s left")
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 def workers() -> int:
@@ -101,7 +75,7 @@ def refit_families(
     :class:`FamilyRefit` per family, in the order given.
 
     ``family_settings`` are every family's declared settings (default: the shipped ones); ``progress`` is
-    called after each family is stored or found unchanged.
+    called (and every open progress bar told) after each family is stored or found unchanged.
     """
     settings = settings or FitSettings()
     declared = shipped_family_settings() if family_settings is None else family_settings
@@ -117,13 +91,11 @@ def refit_families(
     }
     counts = {"fitted": 0, "unchanged": len(done)}
 
-    def report(family: str) -> None:
-        if progress is not None:
-            progress(Progress(done=len(done), total=len(families), family=family, fitted=counts["fitted"],
-                              unchanged=counts["unchanged"], elapsed=time.perf_counter() - started))
+    def tell() -> None:
+        report(Progress(done=len(done), total=len(families), elapsed=time.perf_counter() - started,
+                        detail=f"{counts['fitted']} fitted, {counts['unchanged']} unchanged"), progress)
 
-    if done:
-        report(next(reversed(done)))
+    tell()
     queue = [f for f in families if f not in done]
     n_workers = n_workers or workers()
     pool = (ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"))
@@ -136,7 +108,7 @@ def refit_families(
         for refit in stored:
             done[refit.family] = refit
             counts["fitted" if refit.fitted else "unchanged"] += 1
-            report(refit.family)
+            tell()
 
     def read(count: int) -> list[FamilyJob]:
         taken, queue[:] = queue[:count], queue[count:]
