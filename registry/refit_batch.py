@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from datetime import datetime, timezone
 from multiprocessing import get_context
 
-from registry.db import transaction
+from registry.db import claimed, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
 from registry.fit_store import input_fingerprints, latest_fits_state
 from registry.progress import Progress, ProgressCallback, report
@@ -103,8 +103,8 @@ def refit_families(
     finished: list[tuple[FamilyJob, list[LawFit]]] = []
 
     def store(batch: list[tuple[FamilyJob, list[LawFit]]]) -> None:
-        with open_writer() as con, transaction(con):
-            stored = [store_family(con, job, fitted) for job, fitted in batch]
+        with open_writer() as con, claimed(con, *(f"family:{job.context.family}" for job, _ in batch)), transaction(con):
+            stored = [store_family(con, job, fitted) for job, fitted in batch]  # claimed: versions numbered in turn on DuckLake
         for refit in stored:
             done[refit.family] = refit
             counts["fitted" if refit.fitted else "unchanged"] += 1
