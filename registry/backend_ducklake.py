@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import sys
 import time
@@ -98,6 +99,22 @@ def connect(catalog: Catalog, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+#: What ``scalereg sql`` refuses on DuckLake: the catalog database is reachable through the PostgreSQL
+#: extension's functions (postgres_execute can end the read-only transaction), and query()/query_table()
+#: could build those names from strings. PostgreSQL's own permissions are the real fence: give planners a
+#: role that may only SELECT (README, "Running it for a team").
+_CATALOG_REACH = re.compile(r"postgres_|__ducklake|\bquery(_table)?\s*\(|ducklake_", re.IGNORECASE)
+
+
+def query_problem(query: str) -> str | None:
+    """Why an analyst's query may not run on a DuckLake reader (None when it may)."""
+    found = _CATALOG_REACH.search(query)
+    if found is None:
+        return None
+    return (f"the sql command reads only the registry's tables: {found.group(0).rstrip('( ')!r} reaches the catalog "
+            "database or builds queries from text, and is refused")
 
 
 def _quoted(text: str) -> str:

@@ -18,7 +18,7 @@ import duckdb
 import typer
 
 from registry.cli_planning import allocate_command, coefficients_command, fit_command, history_command
-from registry.db import RegistryBusy, RegistryMissing, reader, writer
+from registry.db import RegistryBusy, RegistryMissing, reader, sql_problem, writer
 from registry.disk import is_no_space, no_space
 from registry.home import Home
 from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, FormatOption, check_format, fail, render, to_json
@@ -93,6 +93,8 @@ def sql(
             # Read-only stops changes to the registry; this also stops a query from writing or reading
             # other files (COPY ... TO, EXPORT, ATTACH, read_csv) or installing extensions. Neither
             # setting (nor the memory limit) can be changed again from a query.
+            if problem := sql_problem(con, query):  # on DuckLake: the catalog database is out of reach too
+                fail(problem)
             con.execute("SET enable_external_access = false")
             limit_memory(con, bounds)
             con.execute("SET lock_configuration = true")

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import duckdb
 
-from registry.backend_ducklake import Catalog, ClaimTimeout, Session, connect, translate
+from registry.backend_ducklake import Catalog, ClaimTimeout, Session, connect, query_problem, translate
 from registry.processes import command_of
 
 #: How long a reader or writer waits for another process to release the file before giving up.
@@ -159,6 +159,8 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
 
 #: The claim session of each open DuckLake writer, by connection (none for the DuckDB file).
 _SESSIONS: dict[int, Session] = {}
+#: Open DuckLake readers (by connection): ``scalereg sql`` checks their queries (:func:`sql_problem`).
+_LAKE_READERS: set[int] = set()
 
 
 @contextmanager
@@ -183,8 +185,9 @@ def writer(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyCon
 
 
 @contextmanager
-def reader(path: Path, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection: queries through it cannot change the registry."""
+def reader(path: str | os.PathLike[str], wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection: queries through it cannot change the registry (``path``: a str or a Path)."""
+    path = Path(path)
     catalog = Catalog.from_env()
     if catalog is not None:
         with _lake_reader(catalog) as con:
@@ -283,6 +286,12 @@ def next_source_id(con: duckdb.DuckDBPyConnection) -> int:
     return session.next_source_id(floor=one(con, "SELECT coalesce(max(source_id), 0) FROM sources")[0])
 
 
+def sql_problem(con: duckdb.DuckDBPyConnection, query: str) -> str | None:
+    """Why an analyst's query may not run on this reader, beyond what read-only mode and disabled file access
+    refuse: on DuckLake, reaching the PostgreSQL catalog (see :func:`registry.backend_ducklake.query_problem`)."""
+    return query_problem(query) if id(con) in _LAKE_READERS else None
+
+
 def concurrent(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether other writers may commit while this writer works (DuckLake), rather than wait for its file lock."""
     return id(con) in _SESSIONS
@@ -314,11 +323,13 @@ def _lake_writer(catalog: Catalog, wait: float) -> Iterator[duckdb.DuckDBPyConne
 def _lake_reader(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only DuckLake connection: each query reads the newest committed snapshot; writers never wait for it."""
     con = connect(catalog, read_only=True)
+    _LAKE_READERS.add(id(con))
     try:
         if one(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND table_name = 'schema_version'")[0] == 0:
             raise RegistryMissing(catalog.describe())
         yield con
     finally:
+        _LAKE_READERS.discard(id(con))
         con.close()
 
 
