@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from pipelines.defs import fit_assets, ingest_assets, landing_sensor, refit_triggers, resources
+from pipelines.defs import fit_assets, ingest_assets, landing_sensor, refit_triggers, resources, tracker_assets
 from registry.home import Home
 
 
@@ -16,6 +16,7 @@ def build_defs(home: Home | None = None) -> dg.Definitions:
         landing_sensor.defs(),
         fit_assets.defs(),
         refit_triggers.defs(),
+        tracker_assets.defs(),  # off unless SCALEREG_MLFLOW_* configure a tracker
     )
 
 

@@ -21,6 +21,7 @@ from registry.cli_planning import allocate_command, coefficients_command, fit_co
 from registry.db import RegistryBusy, RegistryMissing, reader, sql_problem, writer
 from registry.disk import is_no_space, no_space
 from registry.home import Home
+from registry.importers.commands import import_command
 from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, FormatOption, check_format, fail, render, to_json
 
 
@@ -139,6 +140,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "allocate": allocate_command,
     "history": history_command,
     "fit": fit_command,
+    "import": import_command,
 }
 
 

@@ -32,6 +32,7 @@ from registry.collisions import within_file_collisions
 from registry.db import claimed, concurrent, next_source_id, registered, retrying, transaction
 from registry.disk import NoSpace, is_no_space, no_space
 from registry.home import PROJECT_ROOT, Home
+from registry.importers.wandb import PRESETS
 from registry.run_losses import declared_losses, extra_loss_rejects, fitted_losses, mark_fitted
 from registry.validate import flag_expressions, validate
 from schemas.runs import COMPUTE_TOLERANCE, SAME_VALUE_RTOL
@@ -547,6 +548,8 @@ def read_ahead(
 
 def _read_batch(path: Path, adapter: str, chosen: ColumnMapping | None, family: str | None) -> Batch:
     """The file's rows, through its mapping or its own adapter (see :func:`_chosen_mapping`)."""
+    if adapter in PRESETS:  # an export reshaped by a preset (registry/importers/wandb.py), then read by its mapping
+        return PRESETS[adapter](path, chosen, family)
     return read_with_mapping(path, chosen, family=family) if chosen is not None else ADAPTERS[adapter](path)
 
 
@@ -556,7 +559,11 @@ def _chosen_mapping(adapter: str, mapping: ColumnMapping | Path | None) -> Colum
         return load_mapping(mapping) if isinstance(mapping, Path) else (mapping or GENERIC)
     if adapter in ADAPTERS:
         return None
-    raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join(ADAPTERS)}")
+    if adapter in PRESETS:
+        if mapping is None:
+            raise FileProblem(f"the {adapter} preset reads a file through a mapping: give --mapping MAP.toml naming N, D and the loss")
+        return load_mapping(mapping) if isinstance(mapping, Path) else mapping
+    raise FileProblem(f"unknown adapter {adapter!r}; known: mapping, {', '.join([*ADAPTERS, *PRESETS])}")
 
 
 def _rejecting(accepted: pl.DataFrame, rejects: pl.DataFrame, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
