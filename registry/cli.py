@@ -34,10 +34,12 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="a CSV, Parquet or JSONL file of runs")],
     family: Annotated[Optional[str], typer.Option(help="family key for every row (overrides the file)")] = None,
     mapping: Annotated[Optional[Path], typer.Option(help="a TOML mapping describing the file's columns")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="an export's own shape: wandb-runs, wandb-history or wandb-offline (a run folder); with --mapping")] = None,
     fmt: FormatOption = "table",
 ) -> None:
     """Validate and ingest one file; rejected rows are kept in `rejects` with their reasons."""
     from registry.adapters.base import FileProblem
+    from registry.importers.wandb import PRESETS
     from registry.ingest import ingest_path, read_ahead
     from schemas.families import family_problem
 
@@ -48,11 +50,15 @@ def ingest(
         fail(problem)
     if mapping is not None and not mapping.is_file():
         fail(f"{mapping}: no such mapping file")
+    if preset is not None and (preset not in PRESETS or mapping is None):
+        fail(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}" if preset not in PRESETS
+             else f"--preset {preset} reads the file through a mapping: add --mapping MAP.toml naming the N, D and loss columns")
+    adapter = preset or "mapping"
     home = Home.from_env().ensure()
     try:
-        ahead = read_ahead(path, mapping=mapping, family=family)  # the slow part, before the writer is taken
+        ahead = read_ahead(path, adapter=adapter, mapping=mapping, family=family)  # the slow part, before the writer is taken
         with writer(home.registry) as con:
-            report = ingest_path(con, home, path, family=family, mapping=mapping, kind="internal", ahead=ahead)
+            report = ingest_path(con, home, path, adapter=adapter, family=family, mapping=mapping, kind="internal", ahead=ahead)
     except FileProblem as problem:
         fail(str(problem))
     except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded

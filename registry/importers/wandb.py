@@ -8,19 +8,18 @@ Two exports are what W&B users have:
   that hold N, D and the loss; the preset takes the run's name from ``Name`` and rejects every run whose
   ``State`` is not ``finished``, naming its state.
 - **run histories** (per-step metrics): ``run.history()`` / ``scan_history()`` written out (``_step``,
-  ``_runtime``, ``_timestamp`` and the metrics), one file per run or one long file with a run column; or a
-  chart exported from the UI, which is wide (``Step``, then ``<run> - <metric>`` with ``__MIN``/``__MAX``
-  companions) and is turned long (one row per run and step). ``_step``/``Step`` is the step unless the
-  mapping says otherwise; a file with no run column is one run, named after the file.
+  ``_runtime``, ``_timestamp`` and the metrics), one file per run or one long file with a run column.
+  ``_step`` is the step unless the mapping maps another column; a file with no run column is one run,
+  named after the file.
+- **offline runs** (``WANDB_MODE=offline``): the run folder itself, read without a network
+  (registry/importers/wandb_offline.py).
 
 A preset reshapes, then the file's mapping reads the result like any file (see registry/adapters/mapping.py).
-The reshaped table keeps the input's rows in order, so row numbers and rejected rows are the input's; only a
-chart export, which is wide, becomes one row per run and step.
+The reshaped table keeps the input's rows in order, so row numbers and rejected rows are the input's.
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +32,8 @@ from registry.adapters.tables import read_table
 
 RUNS_TABLE_COLUMNS = ("Name", "State")
 FINISHED = "finished"
-#: The columns W&B writes the step in: the API's history and the UI's chart export.
+#: The column W&B writes the step in (the API's history; a UI chart export says Step).
 STEP_COLUMNS = ("_step", "Step")
-#: A chart exported from the UI: ``<run name> - <metric>``, with ``__MIN``/``__MAX`` bands when smoothed.
-_CHART_COLUMN = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<band>__MIN|__MAX)?$")
 RUN_COLUMN = "run"
 
 
@@ -69,53 +66,55 @@ def read_runs_table(path: Path, mapping: ColumnMapping, family: str | None = Non
             "project's Runs tab (Export as CSV), or ingest it without --preset"
         )
     batch = _read_reshaped(path, frame, _with_defaults(mapping, run_name="Name"), family)
-    state = frame.with_row_index("row_number", offset=1).select(pl.col("row_number").cast(pl.Int64), "State")
-    unfinished = state.filter(pl.col("State").is_null() | (pl.col("State") != FINISHED)).select(
-        "row_number",
-        (
-            pl.lit("W&B State is ") + pl.col("State").fill_null("missing")
-            + pl.lit(f": only {FINISHED} runs are ingested (a crashed, failed, killed or running run is not a trained model)")
-        ).alias("reason"),
+    state = frame.with_row_index("row_number", offset=1).select("row_number", "State")
+    return reject_rows(
+        batch,
+        state.filter(pl.col("State").is_null() | (pl.col("State") != FINISHED)),
+        pl.lit("W&B State is ") + pl.col("State").fill_null("missing")
+        + pl.lit(f": only {FINISHED} runs are ingested (a crashed, failed, killed or running run is not a trained model)"),
     )
-    batch.parse_errors = pl.concat([batch.parse_errors, unfinished])
-    return batch
-
-
-def _long_chart(frame: pl.DataFrame, step: str) -> pl.DataFrame | None:
-    """A UI chart export (``Step``, ``<run> - <metric>``...) as one row per run and step; None if it is not one."""
-    series = {c: m for c in frame.columns if c != step and (m := _CHART_COLUMN.match(c))}
-    if not series or len(series) != len(frame.columns) - 1:
-        return None
-    values = [c for c, m in series.items() if m["band"] is None]  # the bands are the smoothing's spread, not values
-    parts = [
-        frame.select(pl.lit(series[c]["run"]).alias(RUN_COLUMN), pl.col(step), pl.col(c).alias(series[c]["metric"]))
-        for c in values
-    ]
-    long = pl.concat(parts, how="diagonal_relaxed").group_by(RUN_COLUMN, step, maintain_order=True).agg(pl.all().drop_nulls().first())
-    return long.filter(~pl.all_horizontal(pl.exclude(RUN_COLUMN, step).is_null()))
 
 
 def read_history(path: Path, mapping: ColumnMapping, family: str | None = None) -> Batch:
-    """W&B run histories: the API's (one file per run, or long with a run column) or a UI chart export."""
+    """W&B run histories as the API gives them: one file per run, or one long file with a run column."""
     frame = read_table(path, header=True, delimiter=mapping.delimiter).frame
-    step = next((c for c in STEP_COLUMNS if c in frame.columns), None)
+    step = mapping.columns.get("step") or next((c for c in STEP_COLUMNS if c in frame.columns), None)
     if step is None:
         raise FileProblem(
-            f"{path.name}: not a W&B history (no {' or '.join(repr(c) for c in STEP_COLUMNS)} column); write "
-            "run.history() or scan_history() out with its _step column, or export the chart's CSV from the UI"
+            f"{path.name}: not a W&B history (no {' or '.join(repr(c) for c in STEP_COLUMNS)} column, and the mapping maps "
+            "no step); write run.history() or scan_history() out with its _step column"
         )
-    chart = _long_chart(frame, step)
+    return history_batch(path, frame, mapping, family, step)
+
+
+def history_batch(
+    path: Path, frame: pl.DataFrame, mapping: ColumnMapping, family: str | None, step: str, run: str | None = None
+) -> Batch:
+    """A history's rows through the mapping; unless the mapping names the run, the history is one run: ``run``,
+    or named after its file."""
     defaults = {"step": step}
-    if chart is not None:
-        frame, defaults["run_name"] = chart, RUN_COLUMN
-    elif mapping.run_name is None and "run_name" not in mapping.columns:
-        # one file per run: the run is named after the file (runs told apart by their files' names)
-        frame, defaults["run_name"] = frame.with_columns(pl.lit(path.stem).alias(RUN_COLUMN)), RUN_COLUMN
+    if mapping.run_name is None and "run_name" not in mapping.columns:
+        frame, defaults["run_name"] = frame.with_columns(pl.lit(run or path.stem).alias(RUN_COLUMN)), RUN_COLUMN
     return _read_reshaped(path, frame, _with_defaults(mapping, **defaults), family)
+
+
+def reject_rows(batch: Batch, rows: pl.DataFrame, reason: str | pl.Expr) -> Batch:
+    """The batch with these rows (a ``row_number`` column) rejected for a reason the preset knows."""
+    text = pl.lit(reason) if isinstance(reason, str) else reason
+    batch.parse_errors = pl.concat([batch.parse_errors, rows.select(pl.col("row_number").cast(pl.Int64), text.alias("reason"))])
+    return batch
+
+
+def read_offline(path: Path, mapping: ColumnMapping, family: str | None = None) -> Batch:
+    """An offline run folder (see registry/importers/wandb_offline.py, which needs the ``wandb`` package)."""
+    from registry.importers import wandb_offline
+
+    return wandb_offline.read_offline(path, mapping, family)
 
 
 #: Presets by the name ``scalereg ingest FILE --preset NAME`` takes.
 PRESETS: dict[str, Callable[[Path, ColumnMapping, str | None], Batch]] = {
     "wandb-runs": read_runs_table,
     "wandb-history": read_history,
+    "wandb-offline": read_offline,
 }
