@@ -8,6 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_DISABLE_TELEMETRY := 1
 
 CHROMIUM := /usr/bin/chromium
+PORT ?= 3000
 
 .PHONY: setup browser demo lint test ui bench clean
 
@@ -35,8 +36,8 @@ lint: setup  ## ruff: the default rules plus S608 (SQL built from strings); see 
 test: setup browser lint  ## ruff, then the whole test suite
 	$(VENV)/bin/python -m pytest
 
-ui: setup  ## the Dagster UI on http://127.0.0.1:3000 with the project's instance
-	$(VENV)/bin/scalereg ui
+ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT) (default 3000: make ui PORT=3001) with the project's instance
+	$(VENV)/bin/scalereg ui --port $(PORT)
 
 bench: setup  ## the benchmarks; record their figures in bench/RESULTS.md
 	$(VENV)/bin/python bench/ingest_bench.py

@@ -6,8 +6,10 @@ line (:func:`registry.cli.registry_app`); everything else is the registry's.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -17,16 +19,28 @@ from registry.home import Home
 from registry.output import fail
 
 
-def demo() -> None:
+VERBOSE = typer.Option(False, "--verbose", help="also print Dagster's own log of each run (debug level)")
+
+
+def _verbosity(verbose: bool) -> None:
+    """Dagster's console log is off unless asked for (read by :func:`pipelines.runner.quiet`)."""
+    if verbose:
+        os.environ["SCALEREG_VERBOSE"] = "1"
+
+
+def demo(verbose: bool = VERBOSE) -> None:
     """Ingest every shipped published dataset through the Dagster assets and print a summary."""
     from pipelines.demo import run_demo
 
+    _verbosity(verbose)
     run_demo(Home.from_env(), echo=typer.echo)
 
 
 def refit_command(
     family: list[str] = typer.Option(None, "--family", help="only these families (default: all)"),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the Chinchilla fit"),
+    verbose: bool = VERBOSE,
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar (none is drawn when not on a terminal either)"),
 ) -> None:
     """Refit families in-process through the Dagster job (only changed data or code gets a new version).
 
@@ -38,6 +52,7 @@ def refit_command(
     from registry.settings import FitSettings
     from schemas.families import family_problem
 
+    _verbosity(verbose)
     for key in family or []:
         if problem := family_problem(key):
             fail(problem)
@@ -53,7 +68,10 @@ def refit_command(
     from pipelines.runner import refit  # Dagster is loaded only for a refit that will run
 
     config = {"ops": {"fits": {"config": {"bootstrap_resamples": bootstrap}}}}
-    results = refit(home, list(family) if family else None, run_config=config)
+    from registry.progress import progress_bar
+
+    with progress_bar("refit", quiet=quiet):  # families done / total, rate, ETA on a terminal's stderr
+        results = refit(home, list(family) if family else None, run_config=config)
     fitted = [
         e.materialization.metadata["fitted"].value
         for r in results for e in r.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"
@@ -69,15 +87,41 @@ def refit_command(
         fail(f"{len(failed)} fit(s) failed: {', '.join(failed)}; their reasons are listed above")
 
 
-def ui(
-    port: int = typer.Option(3000, help="port on 127.0.0.1"),
-) -> None:
-    """Start the Dagster UI (dagster dev) on 127.0.0.1 with the home's Dagster instance."""
+#: The name the UI shows for the project's definitions.
+LOCATION = "scalereg"
+
+
+def ui_command_line(home: Home, port: int) -> tuple[list[str], str]:
+    """``dg dev`` (what Dagster 1.13 recommends) on 127.0.0.1:``port`` with the home's instance: the arguments and
+    the folder to start it in.
+
+    It starts in the instance folder (DAGSTER_HOME, holding the project's dagster.yaml), so the instance it
+    finds is the one it uses, and loads a workspace file there that names the code location ``scalereg``.
+    """
+    from registry.home import PROJECT_ROOT
     from registry.instance import prepare_dagster_home
 
-    prepare_dagster_home(Home.from_env())
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"])
+    folder = prepare_dagster_home(home)
+    workspace = Path(folder) / "workspace.yaml"
+    workspace.write_text(
+        "# written by `scalereg ui`: the project's definitions as one code location\n"
+        "load_from:\n  - python_module:\n      module_name: pipelines.definitions\n"
+        f"      location_name: {LOCATION}\n      working_directory: {json.dumps(str(PROJECT_ROOT))}\n",
+        encoding="utf-8",
+    )
+    dg = os.path.join(os.path.dirname(sys.executable), "dg")
+    return [dg, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)], folder
+
+
+def ui(
+    port: int = typer.Option(3000, help="port on 127.0.0.1", min=1, max=65535),
+) -> None:
+    """Start the Dagster UI (dg dev) on 127.0.0.1 with the home's Dagster instance."""
+    command, folder = ui_command_line(Home.from_env(), port)
+    os.chdir(folder)
+    os.environ.setdefault("VIRTUAL_ENV", str(Path(sys.executable).parent.parent))  # the venv dg dev runs the code in
+    typer.echo(f"scalereg ui: http://127.0.0.1:{port} (instance {folder}; Ctrl-C stops it)")
+    os.execv(command[0], command)
 
 
 app = registry_app({"demo": demo, "refit": refit_command, "ui": ui})

@@ -6,7 +6,10 @@ status, the allocation at 1e24 FLOPs with its status, and the reason behind ever
 not a plain yes.
 """
 
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -22,8 +25,43 @@ from registry.planning import TRUSTED, NoPublishedFit, allocate, coefficient_row
 
 def _failed_checks(results) -> list[str]:
     return [
-        f"{c.asset_key.to_user_string()}:{c.check_name}"
+        f"{c.asset_key.to_user_string()}" + (f"[{c.partition}]" if c.partition else "") + f":{c.check_name}"
         for result in results for c in result.get_asset_check_evaluations() if not c.passed
+    ]
+
+
+#: The Chinchilla parameters the summary shows, each as "value [lo, hi]".
+_SHOWN = ("E", "A", "B", "alpha", "beta", "a")
+
+
+def _with_intervals(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per family: each shown parameter as its value and 95% interval, to four significant digits."""
+    def cell(value: float | None, lo: float | None, hi: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g} [{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else f"{value:.4g}"
+
+    shown = rows.filter(pl.col("name").is_in(_SHOWN)).with_columns(
+        pl.struct("value", "ci_lo", "ci_hi").map_elements(lambda r: cell(r["value"], r["ci_lo"], r["ci_hi"]), return_dtype=pl.String)
+        .alias("cell")
+    )
+    wide = shown.pivot(on="name", index=["family", "version", "n_runs"], values="cell")
+    return wide.select("family", "version", "n_runs", *[c for c in _SHOWN if c in wide.columns]).sort("family")
+
+
+def _next_steps() -> list[str]:
+    """Commands to try next, one per line, as they can be typed from here."""
+    scalereg = Path(sys.executable).parent / "scalereg"
+    try:
+        command = os.path.relpath(scalereg)
+    except ValueError:  # another drive
+        command = str(scalereg)
+    command = command if os.sep in command else f".{os.sep}{command}"
+    return [
+        f"  {command} coefficients --format json",
+        f"  {command} allocate --family chinchilla --compute 1e24",
+        f"  {command} allocate --family chinchilla --compute 1e24 --inference-tokens 1e12 --allow-untrusted",
+        "  make ui            (the Dagster UI on http://127.0.0.1:3000; make ui PORT=3001 for another port)",
     ]
 
 
@@ -52,7 +90,8 @@ def _allocations_at(con: duckdb.DuckDBPyConnection, names: list[str], compute: f
             {"family": family, "status": answer["status"], "tokens_per_param": round(answer["tokens_per_param"], 1),
              "n_opt": f"{answer['n_opt']:.3g}", "d_opt": f"{answer['d_opt']:.3g}",
              "predicted_loss": round(answer["predicted_loss"], 3),
-             "n_opt 95%": "[{:.3g}, {:.3g}]".format(*answer["ci"].get("n_opt", [float("nan")] * 2))}
+             "n_opt 95%": "[{:.3g}, {:.3g}]".format(*answer["ci"].get("n_opt", [float("nan")] * 2)),
+             "tokens_per_param 95%": "[{:.3g}, {:.3g}]".format(*answer["ci"].get("tokens_per_param", [float("nan")] * 2))}
         )
         if answer["status"] != TRUSTED:
             reasons.append(f"  {family} {answer['status']}: {answer['reason']}")
@@ -61,22 +100,19 @@ def _allocations_at(con: duckdb.DuckDBPyConnection, names: list[str], compute: f
         echo(line)
 
 
-def run_demo(home: Home, echo: Callable[[str], None] = print) -> None:
+def run_demo(home: Home, echo: Callable[[str], None] = print, run_config: dict | None = None) -> None:
+    """The demo in ``home``; ``run_config`` is the refit's (tests take fewer bootstrap resamples)."""
     home.ensure()
     echo(f"scalereg demo: home {home.root}")
     ingest = run_job(home, "ingest_published")
-    fitted = refit(home)
+    fitted = refit(home, run_config=run_config)
     with reader(home.registry) as con:
         echo("\nSources")
         echo(render(read.source_summary(con).drop("error"), "table"))
         echo("\nRuns and rejects per family")
         echo(render(read.family_rejects(con), "table"))
         echo("\nLatest published Chinchilla coefficients (95% bootstrap intervals)")
-        rows = coefficient_rows(con, law="chinchilla").filter(pl.col("name").is_in(["E", "A", "B", "alpha", "beta", "a"]))
-        wide = rows.pivot(on="name", index=["family", "version", "n_runs"], values="value").select(
-            "family", "version", "n_runs", "E", "A", "B", "alpha", "beta", "a"
-        )
-        echo(render(wide.with_columns(pl.col(c).round_sig_figs(4) for c in ("E", "A", "B", "alpha", "beta", "a")), "table"))
+        echo(render(_with_intervals(coefficient_rows(con, law="chinchilla")), "table"))
         echo("\nLoss-law status of each family's newest fit per law (published, held, failed) and why")
         _loss_laws(con, echo)
         echo("\nCompute-optimal allocation at 1e24 FLOPs (Chinchilla Approach 3) and its status; only a trusted row")
@@ -85,4 +121,6 @@ def run_demo(home: Home, echo: Callable[[str], None] = print) -> None:
     failed = _failed_checks([ingest, *fitted])
     echo(f"\nAsset checks that did not pass: {', '.join(failed) if failed else 'none'}")
     echo(f"Exports for planning tools: {home.exports}")
-    echo("Next: scalereg coefficients --format json | scalereg allocate --family chinchilla --compute 1e24 | make ui")
+    echo("Next:")
+    for line in _next_steps():
+        echo(line)

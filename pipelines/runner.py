@@ -6,6 +6,8 @@ Each run is tagged with this process, so that if it is killed the next job can t
 and free what it held (:mod:`pipelines.run_recovery`).
 """
 
+import os
+
 import dagster as dg
 
 from pipelines.run_recovery import clear_the_pool, process_tags, recovering_while_running
@@ -39,6 +41,13 @@ def held_only(result: dg.ExecuteInProcessResult) -> bool:
 HOLDING_JOBS = frozenset({"refit"})
 
 
+def quiet(run_config: dict | None) -> dict:
+    """``run_config`` with Dagster's console logger silenced, unless ``SCALEREG_VERBOSE`` is set (``--verbose``):
+    the commands say what happened themselves, and a held fit is a verdict, not an error to print."""
+    level = "DEBUG" if os.environ.get("SCALEREG_VERBOSE") else "CRITICAL"
+    return {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
+
+
 def run_job(
     home: Home, job_name: str, run_config: dict | None = None, tags: dict[str, str] | None = None
 ) -> dg.ExecuteInProcessResult:
@@ -55,7 +64,7 @@ def run_job(
         clear_the_pool(instance, home)
         with recovering_while_running():
             result = job.execute_in_process(
-                run_config=run_config, instance=instance, tags={**(tags or {}), **process_tags()},
+                run_config=quiet(run_config), instance=instance, tags={**(tags or {}), **process_tags()},
                 raise_on_error=job_name not in HOLDING_JOBS,
             )
     if not (result.success or held_only(result)):

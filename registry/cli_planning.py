@@ -68,11 +68,42 @@ def coefficients_command(
             if (family is None or r["family"] == family) and (law is None or r["law"] == law)
         ]
     if not records and moment is not None:
-        fail(f"nothing matching was published by {moment.isoformat(timespec='seconds')} (--as-of); "
-             "a later time, or no --as-of, gives what is published now")
+        fail(_nothing_then(home, moment))
     if not records:
         fail("no published fits match; run 'scalereg refit' (or 'make demo') first")
     typer.echo(to_json(records) if fmt == "json" else render(_coefficients_table(records), fmt))
+
+
+def _nothing_then(home: Home, moment) -> str:
+    """Why --as-of found nothing: no fit had been published yet then (saying when the first was), or none matching."""
+    when = moment.isoformat(timespec="seconds")
+    try:
+        with reader(home.registry) as con:
+            (first,) = con.execute("SELECT min(fitted_at) FROM fits WHERE status = 'published'").fetchone()
+    except RegistryBusy:
+        first = None
+    if first is not None and first > moment:
+        return (f"no fit had been published yet at {when} (--as-of): the first was published at "
+                f"{first.isoformat(timespec='seconds')}; give a later time, or no --as-of for what is published now")
+    return f"nothing matching was published by {when} (--as-of); a later time, or no --as-of, gives what is published now"
+
+
+#: A budget this many times beyond the family's runs (either way) is said to be far outside them.
+FAR_OUTSIDE = 1e3
+
+
+def _far_outside(budget: float, family: str) -> str | None:
+    """A warning when ``budget`` lies far outside the compute of ``family``'s runs (None: within reach)."""
+    with reader(Home.from_env().registry) as con:
+        low, high = con.execute("SELECT min(flops), max(flops) FROM runs WHERE family = ?", [family]).fetchone()
+    if low is None:
+        return None
+    if budget > high * FAR_OUTSIDE:
+        return (f"{budget:.3g} FLOPs is {budget / high:.2g} times the largest run of {family!r} ({high:.3g} FLOPs): "
+                "an extrapolation that far rests on the law alone")
+    if budget < low / FAR_OUTSIDE:
+        return f"{budget:.3g} FLOPs is {low / budget:.2g} times below the smallest run of {family!r} ({low:.3g} FLOPs)"
+    return None
 
 
 def _number(text: str, name: str) -> float:
@@ -118,15 +149,21 @@ def allocate_command(
             given = law_params(spec, params)
         except ValueError as problem:
             fail(str(problem))
+        from registry.planning import inference_flops
+
         try:
-            point = spec.allocate(given, budget)
-            chosen = spec.allocate_inference_aware(given, point.predicted_loss, serve) if serve else point
+            if serve:
+                chosen = inference_flops(spec, given, budget, serve) | {"inference_tokens": serve}
+            else:
+                point = spec.allocate(given, budget)
+                chosen = {k: float(getattr(point, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")}
         except ValueError as problem:
             fail(str(problem))
-        answer = {"law": spec.name, "compute": budget} | {
-            k: float(getattr(chosen, k)) for k in ("n_opt", "d_opt", "tokens_per_param", "predicted_loss")
-        } | ({"inference_tokens": serve, "training_compute": float(chosen.compute)} if serve else {}) | {
-            "status": "unverified", "reason": GIVEN_COEFFICIENTS, "ci": {}}
+        from schemas.runs import PHYSICAL_BOUNDS
+
+        if budget > (largest := PHYSICAL_BOUNDS["flops"].high):
+            typer.echo(f"scalereg: warning: {budget:.3g} FLOPs is beyond any run this registry accepts ({largest:.0e})", err=True)
+        answer = {"law": spec.name, "compute": budget} | chosen | {"status": "unverified", "reason": GIVEN_COEFFICIENTS, "ci": {}}
     else:
         from registry.planning import NoPublishedFit, allocate
 
@@ -138,6 +175,8 @@ def allocate_command(
         if answer["status"] != "trusted" and not allow_untrusted:
             fail(f"the {answer['law']} allocation of {family!r} at {budget:.3g} FLOPs is {answer['status']}: "
                  f"{answer['reason']}. Nothing printed; pass --allow-untrusted to read it with its status.", EXIT_UNTRUSTED)
+        if warning := _far_outside(budget, family):  # printed with the answer, above it
+            typer.echo(f"scalereg: warning: {warning}", err=True)
     if fmt == "json":
         typer.echo(to_json(answer))
     else:
@@ -184,17 +223,26 @@ def fit_command(
     exclude_top_loss: Annotated[int, typer.Option("--exclude-top-loss")] = 0,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples (0: none)")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
+    family_column: Annotated[Optional[str], typer.Option(help="column naming each run's family: fit them jointly")] = None,
+    shared: Annotated[str, typer.Option(help="with --family-column: parameters the families share, e.g. E,alpha")] = "E",
     fmt: FormatOption = "table",
 ) -> None:
-    """Fit a law to a file of runs without touching any registry."""
+    """Fit a law to a file of runs without touching any registry (several families jointly with --family-column)."""
     from laws.errors import FitError
-    from registry.fit_file import fit_file
+    from registry.fit_file import fit_file, fit_file_joint
 
     check_format(fmt)
     if not path.exists():
         fail(f"{path}: no such file")
     options = {"exclude_top_loss": exclude_top_loss} | ({"huber_delta": huber_delta} if huber_delta is not None else {})
     try:
+        if family_column is not None:
+            names = [name.strip() for name in shared.split(",") if name.strip()]
+            joint = fit_file_joint(path, law, family_column=family_column, shared=names, mapping=mapping, options=options,
+                                   bootstrap=bootstrap, seed=seed)
+            typer.echo(to_json(joint) if fmt == "json" else render(pl.DataFrame(
+                [{"family": f, **r["params"], "n_runs": r["n_runs"]} for f, r in joint["families"].items()]), fmt))
+            return
         result = fit_file(path, law, mapping=mapping, options=options, bootstrap=bootstrap, seed=seed)
     except (ValueError, FitError) as problem:
         fail(str(problem))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import polars as pl
 import typer
 
 FORMATS = ("table", "csv", "json")
+#: Rows a table shows (the command says how many more there were).
+TABLE_ROWS = 200
 EXIT_BAD_INPUT = 1
 EXIT_BUSY = 3
 
@@ -44,13 +47,20 @@ def to_json(value: Any) -> str:
     return json.dumps(_clean(value), indent=2, default=str, allow_nan=False)
 
 
-def render(frame: pl.DataFrame, fmt: str) -> str:
+def render(frame: pl.DataFrame, fmt: str, json_columns: Sequence[str] = ()) -> str:
+    """The frame as a table (at most :data:`TABLE_ROWS` rows), CSV or JSON; ``json_columns`` hold JSON text
+    (DuckDB's JSON type), nested as values in JSON output rather than quoted as strings."""
     if fmt == "json":
-        return to_json(frame.to_dicts())
+        rows = frame.to_dicts()
+        for row in rows:
+            for name in json_columns:
+                if isinstance(row.get(name), str):
+                    row[name] = json.loads(row[name])
+        return to_json(rows)
     if fmt == "csv":
         flat = frame.with_columns(
             [pl.col(c).cast(pl.List(pl.String)).list.join(";") for c, t in frame.schema.items() if isinstance(t, pl.List)]
         )
         return flat.write_csv().rstrip("\n")
-    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=TABLE_ROWS, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         return str(frame)

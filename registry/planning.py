@@ -8,6 +8,7 @@ the loss law's status, an allocation the allocation's status (``trusted``, ``ext
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,20 +204,63 @@ def allocate(
     law_params = {k: params[k] for k in spec.param_names}
     point = spec.allocate(law_params, compute)
     result = {"family": family, "law": law, "version": version, "compute": float(compute)}
-    ci: dict[str, list[float]] = {}
+    draws = Samples(tuple(names), np.asarray(samples, float)) if samples else None
     if inference_tokens:
-        aware = spec.allocate_inference_aware(law_params, point.predicted_loss, inference_tokens)
-        chosen = {k: float(getattr(aware, k)) for k in ALLOCATION_FIELDS}
-        result |= {"inference_tokens": float(inference_tokens), "training_compute": float(aware.compute)}
+        flops = inference_flops(spec, law_params, compute, inference_tokens)
+        chosen = {k: flops[k] for k in ALLOCATION_FIELDS}
+        result |= {"inference_tokens": float(inference_tokens), "target_loss": float(point.predicted_loss)}
+        result |= {k: flops[k] for k in ("training_flops", "inference_flops", "total_flops")}
+        ci = _inference_intervals(spec, draws, compute, inference_tokens, level) if draws is not None else {}
     else:
         chosen = {k: float(getattr(point, k)) for k in ALLOCATION_FIELDS}
-        if samples:
-            spread = Samples(tuple(names), np.asarray(samples, float)).allocation_interval(spec, compute, level)
-            ci = {key: [float(lo), float(hi)] for key, (lo, hi) in spread.items()}
+        ci = {}
+        if draws is not None:
+            with warnings.catch_warnings():  # a law whose draws all failed has no interval (NaN), not a warning
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spread = draws.allocation_interval(spec, compute, level)
+            ci = {key: [float(lo), float(hi)] for key, (lo, hi) in spread.items() if np.isfinite(lo) and np.isfinite(hi)}
     status, reason = allocation_verdict(con, fit_id, float(compute))
     if inference_tokens and reason:
         reason = f"the inference-aware answer targets the loss of the allocation at {compute:.2g} FLOPs: {reason}"
     return result | chosen | {"status": status, "reason": reason, "ci": ci}
+
+
+#: FLOPs per parameter and token of a forward pass (serving) and of training, for a dense transformer.
+SERVE_FLOPS_PER_PARAM_TOKEN = 2.0
+TRAIN_FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+def inference_flops(spec, params: dict[str, float], compute: float, inference_tokens: float) -> dict[str, float]:
+    """The inference-aware model for the loss ``compute`` buys, serving ``inference_tokens``: its N, D, D/N,
+    loss, and its training, inference and total FLOPs (training may exceed ``compute``: a smaller model
+    trained longer reaches the same loss and is cheaper to serve)."""
+    target = spec.allocate(params, compute).predicted_loss
+    aware = spec.allocate_inference_aware(params, target, inference_tokens)
+    out = {k: float(getattr(aware, k)) for k in ALLOCATION_FIELDS}
+    training = TRAIN_FLOPS_PER_PARAM_TOKEN * out["n_opt"] * out["d_opt"]
+    serving = SERVE_FLOPS_PER_PARAM_TOKEN * out["n_opt"] * float(inference_tokens)
+    return out | {"training_flops": training, "inference_flops": serving, "total_flops": training + serving}
+
+
+#: Draws an inference-aware interval is computed from (each solves its own bisection).
+MAX_INFERENCE_DRAWS = 250
+
+
+def _inference_intervals(spec, draws: Samples, compute: float, inference_tokens: float, level: float) -> dict[str, list[float]]:
+    """Percentile intervals of the inference-aware answer over the bootstrap draws (each draw its own target)."""
+    answers = []
+    for row in draws.values[:: max(1, len(draws.values) // MAX_INFERENCE_DRAWS)]:
+        if not np.all(np.isfinite(row)):
+            continue
+        try:
+            answers.append(inference_flops(spec, dict(zip(draws.names, map(float, row))), compute, inference_tokens))
+        except (ValueError, FloatingPointError):
+            continue  # a draw whose target the law cannot reach adds nothing
+    if len(answers) < 2:
+        return {}
+    lo_q, hi_q = 50 * (1 - level), 50 * (1 + level)
+    return {k: [float(np.percentile([a[k] for a in answers], lo_q)), float(np.percentile([a[k] for a in answers], hi_q))]
+            for k in answers[0]}
 
 
 def history(con: duckdb.DuckDBPyConnection, family: str) -> list[dict]:

@@ -1,36 +1,53 @@
 """Per-family fits, the latest coefficient and allocation tables built from them, and the exports."""
 
+import warnings
+
 import dagster as dg
 import polars as pl
 
 from pipelines.defs import fit_metadata
 from pipelines.defs.fit_config import RefitConfig, fit_settings
-from pipelines.defs.fit_metadata import FITS_KEY
+from pipelines.defs.fit_metadata import FAMILIES, FITS_KEY
 from pipelines.defs.ingest_assets import REGISTRY_POOL
 from pipelines.defs.resources import RegistryResource
 from pipelines.defs.tables import table
 from registry.exports import write_exports
+from registry.family_card import family_card
 from registry.family_settings import load_family_settings, settings_for
 from registry.planning import allocations_latest, coefficient_rows, loss_law_statuses
-from registry.refit import refit_family
+from registry.refit_batch import refit_families
 
-FAMILIES = dg.DynamicPartitionsDefinition(name="family")
+__all__ = ["FAMILIES", "FITS_KEY", "defs", "fits", "publish_job", "refit_job"]
 FIT_GROUP = "fits"
-#: The published tables and the exports follow every new fit (the automation sensor evaluates this).
-PUBLISH = dg.AutomationCondition.eager()
+#: Family cards read per visit to the registry after a refit of many families.
+CARDS_PER_VISIT = 50
+#: The published tables and the exports follow every refit, held fits included (a failed blocking check fails the
+#: refit step after every family's card is stored), so not ``eager()``: that waits for every family partition
+#: to be materialised and would leave the tables stale while any family is new or failed.
+PUBLISH = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after every refit")
+
+with warnings.catch_warnings():
+    # one run per refit over many families keeps one registry writer; the parameter is marked beta in Dagster 1.13
+    warnings.filterwarnings("ignore", category=dg.BetaWarning, message="Parameter `backfill_policy`")
+    _fits_asset = dg.asset(
+        key=FITS_KEY,
+        partitions_def=FAMILIES,
+        deps=["runs"],
+        group_name=FIT_GROUP,
+        pool=REGISTRY_POOL,
+        kinds={"duckdb", "scipy"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=fit_metadata.check_specs(),
+        output_required=False,  # each family's partition is materialised by its own card event
+    )
 
 
-@dg.asset(
-    key=FITS_KEY,
-    partitions_def=FAMILIES,
-    deps=["runs"],
-    group_name=FIT_GROUP,
-    pool=REGISTRY_POOL,
-    kinds={"duckdb", "scipy"},
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=fit_metadata.check_specs(),
-)
-def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: RegistryResource) -> dg.MaterializeResult:
+@_fits_asset
+def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: RegistryResource):
     """Scaling laws fitted to one family's runs: Chinchilla Approach 3 with a bootstrap, Approach 2 where
     the runs form IsoFLOP groups, Kaplan, and the data-constrained law where unique tokens are known.
 
@@ -38,24 +55,30 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     runs and code are unchanged is recorded as unchanged instead. A fit that fails a blocking check
     is held, and the previously published version stays the one planners read.
 
-    A fit publishes two verdicts: the loss law's (`published`, `held`, `failed`) and, per budget, the
-    allocation's (`trusted`, `extrapolated`, `unidentified`, `approaches_disagree`). A family's page
-    shows both with their reasons, the profiles of the objective over E and a behind the allocation
-    verdict, and the other families that hold the same runs.
+    Every family's partition shows its card after every refit (unchanged families too): each law's
+    newest fit with its loss-law verdict (`published`, `held`, `failed`) and reason, coefficients with
+    95% intervals, the allocation at 1e20-1e26 FLOPs with its verdict (`trusted`, `extrapolated`,
+    `unidentified`, `approaches_disagree`), versions, run count, key numbers charted across refits,
+    the IsoFLOP and frontier plot, the exponents' bootstrap histograms and the profiles behind the
+    allocation verdict; and one check per gate, failed (and blocking where the gate holds fits) when a
+    law's newest fit failed it.
     """
     settings = fit_settings(config)
     declared = load_family_settings(registry.paths)  # the shipped families' settings and the home's own
-    refits = []
-    for family in context.partition_keys:
-        refit = refit_family(registry.writer, family, settings, family_settings=settings_for(family, declared))
-        unchanged = ", ".join(refit.unchanged) or "none"
-        context.log.info(f"{family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
-        refits.append(refit)
-    card = None
-    if len(refits) == 1:  # one family's page: what its refit stored (verdicts, profiles) joins the card
+    plots = registry.paths.root / "plots"
+    refits = refit_families(registry.writer, list(context.partition_keys), settings, family_settings=declared,
+                            progress=lambda p: context.log.info(f"refit {p.line()}"))
+    for start in range(0, len(refits), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
+        chunk = refits[start:start + CARDS_PER_VISIT]
         with registry.writer() as con:
-            card = fit_metadata.stored_card(con, refits[0])
-    return fit_metadata.materialize_result(refits, settings, card)
+            cards = [family_card(con, settings_for(refit.family, declared)) for refit in chunk]
+        for refit, card in zip(chunk, cards):
+            unchanged = ", ".join(refit.unchanged) or "none"
+            context.log.info(f"{refit.family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
+            yield from fit_metadata.family_events(card, refit, settings, plots)
+    # the checks were evaluated per family above; their outputs carry nothing (as Dagster's own AssetCheckResult)
+    for key in context.selected_asset_check_keys:
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
 
 
 #: How each published table is built: from the fits, one registry writer at a time, after every new fit.
@@ -96,16 +119,21 @@ def allocations(registry: RegistryResource) -> dg.MaterializeResult:
     intervals, plus inference-aware rows for 1e9 to 1e13 inference tokens.
 
     Every row carries its status (`trusted`, `extrapolated`, `unidentified`, `approaches_disagree`) and
-    the reason: only a trusted row is what the family's runs identify.
+    the reason: only a trusted row is what the family's runs identify. The `frontiers` plot draws every
+    family's Chinchilla N_opt(C) with its band (hollow points: budgets not trusted).
     """
     with registry.writer() as con:
         frame = allocations_latest(con)
     at_1e24 = frame.filter((frame["compute"] == 1e24) & (frame["inference_tokens"] == 0))
     columns = ("family", "law", "status", "n_opt", "n_opt_lo", "n_opt_hi", "d_opt", "tokens_per_param", "predicted_loss",
                "reason")
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select(columns))}
-    )
+    metadata = {"dagster/row_count": frame.height, "at_1e24_flops": table(at_1e24.select(columns))}
+    if frame.height:
+        from registry.plots import frontiers_png, markdown_image
+
+        if png := frontiers_png(frame):
+            metadata["frontiers"] = dg.MetadataValue.md(markdown_image(png, "compute-optimal frontiers of every family"))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(

@@ -1,172 +1,183 @@
-"""Turning refits into what the Dagster UI shows: the coefficient table, the plots, verdicts, gate results."""
+"""A family's card and gate results as Dagster events, one set per family partition of ``fits``.
 
-import math
-from dataclasses import dataclass
+Every refit emits, for each family it covered, a materialization of that family's partition (its card)
+and one check evaluation per gate for that partition, whether the family was refitted or found
+unchanged: the card is read back from the registry (:mod:`registry.family_card`), so a page never
+goes blank after a refit that found nothing new. The plots are drawn once per fit and kept under the
+home's ``plots/`` folder, so re-emitting an unchanged family's card draws nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 
 from pipelines.defs.tables import table
+from registry.family_card import CARD_BUDGETS, PRIMARY_LAW, FamilyCard
 from registry.gates import GATES
-from registry.planning import allocation_statuses, fit_profiles
 from registry.refit import FamilyRefit
-from registry.settings import AllocationTrustSettings, FitSettings, GateSettings
+from registry.settings import FitSettings, GateSettings
 
 FITS_KEY = dg.AssetKey("fits")
-#: Budgets whose allocation verdict a family's card lists (FLOPs).
-CARD_BUDGETS = (1e20, 1e22, 1e24, 1e26)
-_STATUS_COLUMNS = {"law": pl.String, "compute": pl.Float64, "tokens_per_param": pl.Float64, "status": pl.String,
-                   "reason": pl.String}
+FAMILIES = dg.DynamicPartitionsDefinition(name="family")
 
-
-@dataclass(frozen=True)
-class StoredCard:
-    """What a family's card shows that the refit stored rather than returned: the allocation verdicts of
-    its fits at :data:`CARD_BUDGETS` and the primary fit's profiles (empty when none were stored)."""
-
-    statuses: pl.DataFrame
-    profiles: pl.DataFrame
-
-
-def stored_card(con: duckdb.DuckDBPyConnection, refit: FamilyRefit) -> StoredCard:
-    """Read the verdicts and profiles of the fits this refit stored."""
-    statuses = [
-        allocation_statuses(con, fit_id, CARD_BUDGETS).with_columns(pl.lit(fitted.record.law).alias("law"))
-        for fitted, fit_id in zip(refit.fitted, refit.fit_ids)
-    ]
-    frames = [frame.select(list(_STATUS_COLUMNS)) for frame in statuses if frame.height]
-    primary = [fit_id for fitted, fit_id in zip(refit.fitted, refit.fit_ids) if fitted.law.primary]
-    return StoredCard(
-        statuses=pl.concat(frames) if frames else pl.DataFrame(schema=_STATUS_COLUMNS),
-        profiles=fit_profiles(con, primary[0]) if primary else pl.DataFrame(),
-    )
-
-
-def coefficient_table(refit: FamilyRefit) -> dg.TableMetadataValue:
-    """Every parameter of every law fitted in this refit, with its bootstrap interval and the fit's status."""
-    rows = []
-    for fitted, fit_id in zip(refit.fitted, refit.fit_ids):
-        record = fitted.record
-        for name, value in record.params.items():
-            lo, hi = record.ci.get(name, (math.nan, math.nan))
-            rows.append({"law": record.law, "version": fit_id.rsplit("/", 1)[-1], "status": record.status,
-                         "parameter": name, "value": value, "ci_lo": lo, "ci_hi": hi})
-    schema = {"law": pl.String, "version": pl.String, "status": pl.String, "parameter": pl.String,
-              "value": pl.Float64, "ci_lo": pl.Float64, "ci_hi": pl.Float64}
-    return table(pl.DataFrame(rows, schema=schema))
-
-
-def loss_law_statuses(refit: FamilyRefit) -> str:
-    """Each law's loss-law verdict in this refit (``published``, ``held``, ``failed``)."""
-    return "\n".join(f"{f.record.law}: {f.record.status}" for f in refit.fitted)
-
-
-def overlaps(refit: FamilyRefit) -> dg.TableMetadataValue | None:
-    """Other families holding the same runs (the fits' diagnostics), so the two are not read as independent evidence."""
-    found = next((f.record.diagnostics["overlaps"] for f in refit.fitted if f.record.diagnostics.get("overlaps")), None)
-    if not found:
-        return None
-    schema = {"family": pl.String, "n_shared": pl.Int64, "n_runs": pl.Int64}
-    return table(pl.DataFrame([{k: item[k] for k in schema} for item in found], schema=schema))
-
-
-def profile_plot(refit: FamilyRefit, card: StoredCard, trust: AllocationTrustSettings) -> str | None:
-    """The primary fit's profiles over E and a (objective, and tokens/param at 1e24), as a markdown image."""
-    from registry.plots import PROFILE_BUDGET, markdown_image, profile_png
-
-    if card.profiles.height == 0:
-        return None
-    title = f"{refit.family}: does the runs' objective pin down tokens/param at {PROFILE_BUDGET:.0e} FLOPs?"
-    return markdown_image(profile_png(card.profiles, title, _tolerance(refit, trust), trust.factor), f"{refit.family} profiles")
-
-
-def _tolerance(refit: FamilyRefit, trust: AllocationTrustSettings) -> float:
-    """The tolerance the primary fit's profiles were judged with (widened for families with few runs)."""
-    for f in refit.fitted:
-        summary = f.record.diagnostics.get("allocation") if f.law.primary else None
-        for check in (summary or {}).get("profiles", {}).values():
-            return float(check["tolerance"])
-    return trust.tolerance
-
-
-def reasons(refit: FamilyRefit) -> str | None:
-    """Why each fit of this refit that is not published was held or failed."""
-    lines = [f"{f.record.law}: {f.record.status}: {f.record.reason}" for f in refit.fitted if f.record.status != "published"]
-    return "\n".join(lines) or None
-
-
-def plot(refit: FamilyRefit) -> str | None:
-    """The primary law's fit (Chinchilla) drawn over the runs, as a markdown image (the UI shows it inline)."""
-    from registry.plots import fit_png, markdown_image
-
-    primary = next((f for f in refit.fitted if f.law.primary and f.record.params), None)
-    if primary is None or refit.runs is None:
-        return None
-    return markdown_image(fit_png(refit, primary), f"{refit.family} fit")
-
-
-_OUTCOME_COLUMNS = {"fit": pl.String, "passed": pl.Boolean, "holds": pl.Boolean, "detail": pl.String}
+FitEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
 
 
 def check_specs() -> list[dg.AssetCheckSpec]:
-    """One check per gate of the catalogue; a gate that holds a fit (with default settings) is blocking."""
+    """One check per gate of the catalogue, per family partition; a gate that holds a fit (with default
+    settings) is blocking: a failed one fails the refit step, and the held fit is not published.
+
+    Partitioned checks are a preview feature of Dagster 1.13; its notice is silenced here, where it is used.
+    """
     defaults = GateSettings()
-    return [
-        dg.AssetCheckSpec(gate.name, asset=FITS_KEY, description=gate.description, blocking=gate.holds(defaults))
-        for gate in GATES.values()
-    ]
-
-
-def check_results(refits: list[FamilyRefit], settings: GateSettings) -> list[dg.AssetCheckResult]:
-    """Each gate over every fit of this run: failed if any fit failed it, an error if the gate holds fits."""
-    results = []
-    for gate in GATES.values():
-        outcomes = [
-            {"fit": f"{r.family}/{f.record.law}", "passed": g.passed, "holds": g.blocking, "detail": g.detail}
-            for r in refits for f in r.fitted for g in f.gates if g.name == gate.name
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec")
+        return [
+            dg.AssetCheckSpec(gate.name, asset=FITS_KEY, description=gate.description, blocking=gate.holds(defaults),
+                              partitions_def=FAMILIES)
+            for gate in GATES.values()
         ]
-        failed = [o["fit"] for o in outcomes if not o["passed"]]
-        results.append(
-            dg.AssetCheckResult(
-                check_name=gate.name,
-                asset_key=FITS_KEY,
-                passed=not failed,
-                severity=dg.AssetCheckSeverity.ERROR if gate.holds(settings) else dg.AssetCheckSeverity.WARN,
-                description=gate.description + (f"; failed by {', '.join(failed)}" if failed else ""),
-                metadata={
-                    "fits": table(pl.DataFrame(outcomes, schema=_OUTCOME_COLUMNS)),
-                    "applies": bool(outcomes),
-                },
+
+
+def _cached_png(folder: Path, name: str, key: str, draw: Callable[[], bytes | None]) -> Path | None:
+    """The plot ``name`` for ``key`` (the fits it shows), drawn only when not already kept; written whole."""
+    path = folder / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.png"
+    if path.exists():
+        return path
+    png = draw()
+    if png is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(png)
+    partial.replace(path)
+    return path
+
+
+def _image(path: Path, alt: str) -> dg.MetadataValue:
+    from registry.plots import markdown_image
+
+    return dg.MetadataValue.md(markdown_image(path.read_bytes(), alt))
+
+
+def _profile_tolerance(card: FamilyCard, settings: FitSettings) -> float:
+    """The tolerance the primary fit's profiles were judged with (widened for families with few runs)."""
+    primary = card.primary
+    summary = json.loads(primary["diagnostics"] or "{}").get("allocation") if primary else None
+    for check in (summary or {}).get("profiles", {}).values():
+        return float(check["tolerance"])
+    return settings.trust.tolerance
+
+
+def _plots(card: FamilyCard, settings: FitSettings, folder: Path) -> dict[str, dg.MetadataValue]:
+    """The card's pictures as inline images: fit (IsoFLOP panels, frontier), exponent histograms, profiles."""
+    from registry import plots
+
+    primary = card.primary
+    if primary is None:
+        return {}
+    key = f"{primary['fit_id']}:{card.largest_budget()}"
+    tolerance = _profile_tolerance(card, settings)
+    title = f"{card.family}: does the runs' objective pin down tokens/param at {plots.PROFILE_BUDGET:.0e} FLOPs?"
+    drawn = {
+        "plot": (lambda: plots.fit_png(card), f"{card.family} fit"),
+        "exponent_histograms": (lambda: plots.exponent_histograms_png(card), f"{card.family} exponents"),
+        "profile_plot": (
+            lambda: plots.profile_png(card.profiles, title, tolerance, settings.trust.factor) if card.profiles.height else None,
+            f"{card.family} profiles",
+        ),
+    }
+    metadata: dict[str, dg.MetadataValue] = {}
+    for name, (draw, alt) in drawn.items():
+        if path := _cached_png(folder, name, key, draw):
+            metadata[name] = _image(path, alt)
+            if name == "plot":
+                metadata["plot_file"] = dg.MetadataValue.path(str(path))
+    return metadata
+
+
+def card_metadata(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path) -> dict:
+    """What a family's partition page shows: statuses and reasons, coefficients with intervals, allocations
+    at :data:`CARD_BUDGETS` with their verdicts, versions, run count, key numbers (charted by Dagster) and plots."""
+    fits = card.fits
+    primary = card.primary or (fits.row(0, named=True) if fits.height else None)
+    metadata: dict = {
+        "refit": ("fitted " + ", ".join(refit.fit_ids) if refit and refit.fit_ids else "unchanged: nothing new to fit"),
+        "fitted": ", ".join(refit.fit_ids) if refit and refit.fit_ids else "nothing new",
+        "loss_law_status": "\n".join(f"{r['law']}: {r['status']} (v{r['version']})" for r in fits.iter_rows(named=True))
+        or "no fits yet",
+    }
+    if primary is not None:
+        metadata |= {"n_runs": int(primary["n_runs"]), "data_version": primary["data_version"],
+                     "code_version": primary["code_version"]}
+    failed = [f"{g.name} ({'held' if g.blocking else 'not blocking'}): {g.law} v{g.version}: {g.detail}"
+              for g in card.gates() if not g.passed]
+    metadata["failed_checks"] = "\n".join(failed) or "none"
+    reasons = [f"{r['law']}: {r['status']}: {r['reason']}" for r in fits.iter_rows(named=True) if r["status"] != "published"]
+    if reasons:
+        metadata["not_published"] = "\n".join(reasons)
+    if card.coefficients.height:
+        metadata["coefficients"] = table(card.coefficients)
+    allocations = card.at_budgets(CARD_BUDGETS)
+    if allocations.height:
+        metadata["allocation_status"] = table(
+            allocations.select("law", "version", "compute", "status", "n_opt", "n_opt_lo", "n_opt_hi", "tokens_per_param",
+                               "tokens_per_param_lo", "tokens_per_param_hi", "reason")
+        )
+    if card.overlaps.height:
+        metadata["overlaps"] = table(card.overlaps)
+    metadata |= {name: dg.MetadataValue.float(value) for name, value in card.key_numbers().items()}
+    return metadata | _plots(card, settings, plots)
+
+
+def gate_evaluations(card: FamilyCard, settings: GateSettings) -> list[dg.AssetCheckEvaluation]:
+    """One evaluation per gate that applies to the family's newest fits, for the family's partition.
+
+    Failed when any law's newest fit failed it; an error (blocking) when that gate held a fit, a
+    warning otherwise. The description names the laws that failed and why.
+    """
+    specs = {spec.name: spec for spec in check_specs()}
+    outcomes = card.gates()
+    evaluations = []
+    for gate in GATES.values():
+        mine = [o for o in outcomes if o.name == gate.name]
+        if not mine:
+            continue  # no law of this family faces the gate (e.g. no Approach 2 to agree with)
+        failed = [o for o in mine if not o.passed]
+        held = any(o.blocking for o in failed)
+        if failed:
+            verdict = "held" if held else "failed (not blocking)"
+            description = f"{verdict}: " + "; ".join(f"{card.family}/{o.law} v{o.version}: {o.detail}" for o in failed)
+        else:
+            description = f"passed by {', '.join(f'{o.law} v{o.version}' for o in mine)}: {gate.description}"
+        outcome_rows = pl.DataFrame(
+            [{"fit": f"{card.family}/{o.law}", "version": f"v{o.version}", "passed": o.passed, "holds": o.blocking,
+              "detail": o.detail} for o in mine],
+            schema={"fit": pl.String, "version": pl.String, "passed": pl.Boolean, "holds": pl.Boolean, "detail": pl.String},
+        )
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=FITS_KEY, check_name=gate.name, passed=not failed, partition=card.family,
+                severity=dg.AssetCheckSeverity.ERROR if held or gate.holds(settings) else dg.AssetCheckSeverity.WARN,
+                blocking=specs[gate.name].blocking, description=description[:2000],
+                metadata={"fits": table(outcome_rows), "reason": dg.MetadataValue.text(description)},
             )
         )
-    return results
+    return evaluations
 
 
-def materialize_result(refits: list[FamilyRefit], settings: FitSettings, card: StoredCard | None = None) -> dg.MaterializeResult:
-    """What was fitted and what was unchanged; for a single family also its card: versions, loss-law statuses,
-    coefficient table, reasons, plot, and from ``card`` the allocation verdicts and the profile plot."""
-    metadata: dict = {
-        "families": ", ".join(r.family for r in refits),
-        "fitted": ", ".join(fit_id for r in refits for fit_id in r.fit_ids) or "nothing new",
-        "unchanged": ", ".join(f"{r.family}/{law}" for r in refits for law in r.unchanged) or "none",
-    }
-    if len(refits) == 1:
-        (refit,) = refits
-        metadata |= {"n_runs": refit.n_runs, "data_version": refit.data_version, "code_version": refit.code_version}
-        if refit.fitted:
-            metadata["loss_law_status"] = loss_law_statuses(refit)
-            if any(f.record.params for f in refit.fitted):  # a fit held by design has no parameters
-                metadata["coefficients"] = coefficient_table(refit)
-            if not_published := reasons(refit):
-                metadata["not_published"] = not_published
-            if shared := overlaps(refit):
-                metadata["overlaps"] = shared
-            if image := plot(refit):
-                metadata["plot"] = dg.MetadataValue.md(image)
-        if card is not None:
-            if card.statuses.height:
-                metadata["allocation_status"] = table(card.statuses)
-            if image := profile_plot(refit, card, settings.trust):
-                metadata["profile_plot"] = dg.MetadataValue.md(image)
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results(refits, settings.gates))
+def family_events(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path) -> Iterator[FitEvent]:
+    """The family partition's materialization (its card), then its gate evaluations."""
+    yield dg.AssetMaterialization(
+        asset_key=FITS_KEY, partition=card.family, metadata=card_metadata(card, refit, settings, plots / card.family),
+        description=f"{card.family}: newest fit of each law ({PRIMARY_LAW} first on its page's plots)",
+    )
+    yield from gate_evaluations(card, settings.gates)

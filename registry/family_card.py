@@ -1,0 +1,159 @@
+"""A family's card: what its page shows after every refit, read back from the registry.
+
+Read from what is stored rather than from what a refit returned, so a family whose runs and code
+did not change (nothing new fitted) shows the same card as the refit that fitted it: the newest fit
+of every law with its status and reason, coefficients with intervals, allocations at a few budgets
+with their verdicts, the gates, and what the plots need (runs, bootstrap draws, profiles).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from laws.catalog import LAWS
+from laws.intervals import Samples
+from registry.family_settings import FamilySettings
+from registry.fit_store import family_observations
+from registry.overlaps import overlaps_for
+
+#: Budgets whose allocation a family's card lists (FLOPs); the key numbers are read at KEY_BUDGET.
+CARD_BUDGETS = (1e20, 1e22, 1e24, 1e26)
+KEY_BUDGET = 1e24
+PRIMARY_LAW = next(law.name for law in LAWS.values() if law.primary)
+
+_NEWEST_FITS = """
+    SELECT fit_id, law, version, status, reason, data_version, code_version, n_runs, extrapolation_error,
+           checks::VARCHAR AS checks, diagnostics::VARCHAR AS diagnostics, fitted_at
+    FROM fits WHERE family = ?
+    QUALIFY row_number() OVER (PARTITION BY law ORDER BY version DESC) = 1
+    ORDER BY law
+"""
+_COEFFICIENTS = """
+    SELECT f.law, 'v' || f.version AS version, f.status, c.name AS parameter, c.value, c.ci_lo, c.ci_hi
+    FROM coefficients c JOIN fits f USING (fit_id)
+    WHERE list_contains(?::VARCHAR[], fit_id) ORDER BY f.law, c.name
+"""
+_ALLOCATIONS = """
+    SELECT law, 'v' || version AS version, compute, n_opt, n_opt_lo, n_opt_hi, tokens_per_param,
+           tokens_per_param_lo, tokens_per_param_hi, predicted_loss, status, reason
+    FROM allocations
+    WHERE list_contains(?::VARCHAR[], fit_id) AND inference_tokens = 0 ORDER BY law, compute
+"""
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """One stored gate result of one law's newest fit."""
+
+    law: str
+    version: int
+    name: str
+    passed: bool
+    blocking: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class FamilyCard:
+    """A family's newest fits as its page shows them.
+
+    ``fits``: newest fit per law (any status); ``coefficients``: their parameters with intervals;
+    ``allocations``: their allocation rows (published fits only) on the grid, every budget;
+    ``runs``: the fitted observations; ``samples``/``profiles``: of the primary law's newest fit;
+    ``overlaps``: other families holding the same runs (not independent evidence).
+    """
+
+    family: str
+    loss_name: str
+    fits: pl.DataFrame
+    coefficients: pl.DataFrame
+    allocations: pl.DataFrame
+    runs: pl.DataFrame
+    samples: Samples | None
+    profiles: pl.DataFrame
+    overlaps: pl.DataFrame
+
+    @property
+    def primary(self) -> dict | None:
+        """The newest fit of the primary law (Chinchilla Approach 3), if there is one."""
+        rows = self.fits.filter(pl.col("law") == PRIMARY_LAW).to_dicts()
+        return rows[0] if rows else None
+
+    def at_budgets(self, budgets: tuple[float, ...] = CARD_BUDGETS) -> pl.DataFrame:
+        """Allocation rows at ``budgets`` (those on the published grid), every law, with status and reason."""
+        return self.allocations.filter(pl.col("compute").is_in(list(budgets)))
+
+    def gates(self) -> list[GateOutcome]:
+        """Every gate of every law's newest fit, as stored with the fit."""
+        out = []
+        for row in self.fits.iter_rows(named=True):
+            for gate in json.loads(row["checks"] or "[]"):
+                out.append(GateOutcome(row["law"], row["version"], gate["name"], bool(gate["passed"]),
+                                       bool(gate["blocking"]), gate["detail"]))
+        return out
+
+    def key_numbers(self) -> dict[str, float]:
+        """The primary fit's E, alpha, beta, a; N_opt and tokens/param at :data:`KEY_BUDGET`; extrapolation error.
+
+        Only finite numbers: a held fit has no allocation, a fit held by design no parameters.
+        """
+        primary = self.primary
+        if primary is None:
+            return {}
+        values = self.coefficients.filter((pl.col("law") == PRIMARY_LAW) & pl.col("parameter").is_in(["E", "alpha", "beta", "a"]))
+        numbers = {row["parameter"]: row["value"] for row in values.iter_rows(named=True)}
+        at = self.allocations.filter((pl.col("law") == PRIMARY_LAW) & (pl.col("compute") == KEY_BUDGET)).to_dicts()
+        if at:
+            numbers |= {"n_opt_at_1e24": at[0]["n_opt"], "tokens_per_param_at_1e24": at[0]["tokens_per_param"]}
+        numbers["extrapolation_error"] = primary["extrapolation_error"]
+        return {k: float(v) for k, v in numbers.items() if v is not None and math.isfinite(v)}
+
+    def largest_budget(self) -> float | None:
+        """The largest budget the allocation table publishes for this family (None: no published allocation)."""
+        return float(self.allocations.get_column("compute").max()) if self.allocations.height else None
+
+
+def _loss_name(con: duckdb.DuckDBPyConnection, family: str, settings: FamilySettings) -> str:
+    if settings.loss_name:
+        return settings.loss_name
+    found = con.execute(
+        "SELECT loss_name FROM runs WHERE family = ? GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1", [family]
+    ).fetchall()
+    return found[0][0] if found and found[0][0] else "loss"
+
+
+def family_card(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> FamilyCard:
+    """The card of ``settings.family`` from the registry (its settings choose the observations shown)."""
+    family = settings.family
+    fits = con.execute(_NEWEST_FITS, [family]).pl()
+    fit_ids = fits.get_column("fit_id").to_list()
+    primary = fits.filter(pl.col("law") == PRIMARY_LAW).get_column("fit_id").to_list()
+    samples, profiles = None, pl.DataFrame()
+    if primary:
+        found = con.execute("SELECT param_names, samples FROM bootstrap_samples WHERE fit_id = ?", primary).fetchall()
+        if found and found[0][1]:
+            samples = Samples(tuple(found[0][0]), np.asarray(found[0][1], float))
+        profiles = con.execute(
+            "SELECT parameter, value, objective, relative_excess, compute, tokens_per_param FROM fit_profiles "
+            "WHERE fit_id = ? ORDER BY parameter, compute, value", primary,
+        ).pl()
+    return FamilyCard(
+        family=family,
+        loss_name=_loss_name(con, family, settings),
+        fits=fits,
+        coefficients=con.execute(_COEFFICIENTS, [fit_ids]).pl(),
+        allocations=con.execute(_ALLOCATIONS, [fit_ids]).pl(),
+        runs=family_observations(con, settings).runs,
+        samples=samples,
+        profiles=profiles,
+        overlaps=pl.DataFrame(
+            [{"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps_for(con, family)],
+            schema={"family": pl.String, "n_shared": pl.Int64, "n_runs": pl.Int64},
+        ),
+    )
