@@ -82,6 +82,24 @@ def ingest(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def suggest_mapping_command(
+    path: Annotated[Path, typer.Argument(help="a CSV, Parquet or JSONL file that does not read as the generic format")],
+) -> None:
+    """Print a draft mapping TOML for a file: read it, edit it, then pass it to `scalereg ingest FILE --mapping`."""
+    from registry.adapters.base import FileProblem
+    from registry.suggest_mapping import suggest
+
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    try:
+        draft = suggest(path)
+    except FileProblem as problem:
+        fail(str(problem))
+    except OSError as error:
+        fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
+    typer.echo(draft.toml(), nl=False)
+
+
 def sql(
     query: Annotated[str, typer.Argument(help="a SQL query; the registry is opened read-only")],
     fmt: FormatOption = "table",
@@ -143,6 +161,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "sql": sql,
     "runs": runs_command,
     "coefficients": coefficients_command,
+    "suggest-mapping": suggest_mapping_command,
     "allocate": allocate_command,
     "history": history_command,
     "fit": fit_command,

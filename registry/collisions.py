@@ -19,7 +19,7 @@ from schemas.runs import SAME_VALUE_RTOL
 
 POINT_KEY = ["family", "run_name", "step", "loss_name"]
 REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
-#: Rows named in one message, and candidate columns tried (alone and in pairs) as a run identity.
+#: Rows named in one message, and candidate columns tried (alone, in pairs and threes) as a run identity.
 SHOWN_ROWS = 8
 TRIED_COLUMNS = 10
 
@@ -101,22 +101,30 @@ def _identity_advice(colliding: pl.DataFrame, batch: Batch) -> str:
         )
     # columns that take few values across the file name runs; those with a value per row are measurements
     cardinality = {c: batch.raw.get_column(c).n_unique() for c in differ}
-    tried = sorted((c for c in differ if cardinality[c] <= max(2, batch.raw.height // 2)), key=cardinality.get)[:TRIED_COLUMNS]
-    separating = next(
-        (
-            list(chosen)
-            for size in (1, 2)
-            for chosen in combinations(tried, size)
-            if as_text.group_by(*POINT_KEY, *(alias[c] for c in chosen)).agg(_same_losses(pl.col("loss"))).get_column("loss").all()
-        ),
-        None,
-    )
+    differ = [c for c in differ if cardinality[c] <= max(2, batch.raw.height // 2)]
+    if not differ:
+        return "Only measurements differ between them: give each run its own run_name."
+
+    def still_colliding(chosen: tuple[str, ...]) -> int:
+        groups = as_text.group_by(*POINT_KEY, *(alias[c] for c in chosen)).agg(_same_losses(pl.col("loss")), pl.len())
+        return groups.filter(~pl.col("loss")).get_column("len").sum()
+
+    tried = sorted(differ, key=cardinality.get)[:TRIED_COLUMNS]
+    separating: tuple[str, ...] = ()
+    left = still_colliding(())
+    for size in (1, 2, 3):
+        for chosen in combinations(tried, size):
+            if (count := still_colliding(chosen)) < left:
+                separating, left = chosen, count
+        if left == 0:
+            break
     named = ", ".join(repr(c) for c in differ[:12]) + (" ..." if len(differ) > 12 else "")
     text = f"Columns whose values differ between them: {named}."
-    if separating is None:
-        return text + " No one or two of them tell every colliding run apart: give each run its own run_name."
+    if not separating:
+        return text + " None of them tells the colliding runs apart: give each run its own run_name."
+    rest = "" if left == 0 else f" (the {left} rows no column tells apart still collide: check them)"
     identity = ", ".join(f'"{c}"' for c in [*batch.identity_columns, *separating])
     return (
-        text + f" {' and '.join(repr(c) for c in separating)} tell every colliding run apart: give the runs an "
-        f"identity with run_name = [{identity}] in the mapping."
+        text + f" Together with the run name, {' and '.join(repr(c) for c in separating)} tell the colliding runs apart: "
+        f"give the runs an identity with run_name = [{identity}] in the mapping{rest}."
     )

@@ -394,7 +394,8 @@ def read_with_mapping(path: Path, mapping: ColumnMapping = GENERIC, family: str 
     elif identity is not None:
         identity_columns = identity.columns
     else:  # names made from N (and D for final values): see synthesized_run_names
-        identity_columns = tuple(present[name] for name in ("params", "tokens") if name in present)
+        by = ("params",) if "step" in present else ("params", "tokens" if "tokens" in present else "flops")
+        identity_columns = tuple(present[name] for name in by if name in present)
     return Batch(
         points=mapped, raw=frame, rows_read=frame.height, parse_errors=parse_errors,
         identity_columns=identity_columns, loss_columns=(present["loss"],),
