@@ -159,6 +159,8 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
 
 #: The claim session of each open DuckLake writer, by connection (none for the DuckDB file).
 _SESSIONS: dict[int, Session] = {}
+#: Catalogs this process has migrated (once per process: migrations come with the code).
+_MIGRATED: set[Catalog] = set()
 #: Open DuckLake readers (by connection): ``scalereg sql`` checks their queries (:func:`sql_problem`).
 _LAKE_READERS: set[int] = set()
 
@@ -304,12 +306,15 @@ def _lake_writer(catalog: Catalog, wait: float) -> Iterator[duckdb.DuckDBPyConne
     session = Session.open(catalog)
     con = None
     try:
-        try:
-            with session.claimed(["catalog"], wait):
-                con = connect(catalog, read_only=False)
-                migrate(con, lake=True)
-        except ClaimTimeout as timeout:
-            raise RegistryBusy(catalog.describe(), timeout.waited, f"{timeout.holder} is migrating it", TRY_AGAIN) from None
+        if catalog not in _MIGRATED:
+            try:
+                with session.claimed(["catalog"], wait):
+                    con = connect(catalog, read_only=False)
+                    migrate(con, lake=True)
+            except ClaimTimeout as timeout:
+                raise RegistryBusy(catalog.describe(), timeout.waited, f"{timeout.holder} is migrating it", TRY_AGAIN) from None
+            _MIGRATED.add(catalog)
+        con = con or connect(catalog, read_only=False)
         _SESSIONS[id(con)] = session
         yield con
     finally:

@@ -11,6 +11,9 @@ import pytest
 from registry.db import writer
 from registry.home import PUBLISHED_DIR, Home
 
+#: The PostgreSQL service and the backend fixtures (``backend``, ``lake``) of the team backend's tests.
+pytest_plugins = ["tests.services.fixtures"]
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
