@@ -260,3 +260,37 @@ def test_mapping_mistakes_name_their_line(tmp_path: Path, text: str, line: int, 
     path.write_text(text)
     with pytest.raises(TrackerMappingProblem, match=f"map.toml, line {line}: .*{words}"):
         load_tracker_mapping(path)
+
+
+def test_the_dagster_sensor_notices_changes_and_the_asset_imports_the_experiment(tracker: dict, first) -> None:
+    import dagster as dg
+
+    from pipelines.defs import tracker_assets
+    from pipelines.defs.resources import RegistryResource
+
+    mlflow = tracker_assets.MlflowTracker(uri=tracker["uri"], experiment=EXPERIMENT, mapping=str(tracker["mapping"]))
+    with dg.instance_for_test() as instance:
+        asked = tracker_assets.mlflow_sensor(dg.build_sensor_context(instance=instance, resources={"mlflow": mlflow}))
+        assert len(asked.run_requests) == 1
+        again = tracker_assets.mlflow_sensor(dg.build_sensor_context(instance=instance, resources={"mlflow": mlflow}, cursor=asked.cursor))
+        assert isinstance(again, dg.SkipReason)  # nothing finished changed since
+    result = dg.materialize(
+        [tracker_assets.mlflow_runs], resources={"registry": RegistryResource.for_home(tracker["home"]), "mlflow": mlflow}
+    )
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert (metadata["runs_seen"].value, metadata["runs_skipped"].value, metadata["rows_accepted"].value) == (34, 3, 30)
+    assert {r.data["run_id"] for r in metadata["skipped"].records} == {tracker["failed"], tracker["running"], tracker["deleted"]}
+    assert all(check.passed for check in result.get_asset_check_evaluations() if check.check_name == "no_rows_lost")
+
+
+def test_no_tracker_is_imported_unless_one_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.defs import tracker_assets
+
+    for name in tracker_assets.ENV.values():
+        monkeypatch.delenv(name, raising=False)
+    assert tracker_assets.MlflowTracker.from_env() is None and not list(tracker_assets.defs().assets or [])
+    monkeypatch.setenv("SCALEREG_MLFLOW_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("SCALEREG_MLFLOW_EXPERIMENT", "sweep")
+    monkeypatch.setenv("SCALEREG_MLFLOW_MAPPING", "mlflow.toml")
+    assert [a.key for a in tracker_assets.defs().assets] == [tracker_assets.MLFLOW_KEY]
