@@ -39,9 +39,11 @@ test: setup browser lint  ## ruff, then the whole test suite
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT) (default 3000: make ui PORT=3001) with the project's instance
 	$(VENV)/bin/scalereg ui --port $(PORT)
 
-bench: setup  ## the benchmarks; record their figures in bench/RESULTS.md
+SCALE_FAMILIES ?= 1000
+bench: setup  ## the benchmarks (scale_bench: SCALE_FAMILIES=1000 takes 15-25 min); record their figures in bench/RESULTS.md
 	$(VENV)/bin/python bench/ingest_bench.py
 	$(VENV)/bin/python bench/fit_bench.py
+	$(VENV)/bin/python bench/scale_bench.py --families $(SCALE_FAMILIES)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache

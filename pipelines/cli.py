@@ -76,7 +76,7 @@ def refit_command(
         e.materialization.metadata["fitted"].value
         for r in results for e in r.get_asset_materialization_events() if e.asset_key.to_user_string() == "fits"
     ]
-    typer.echo("refit: " + ("; ".join(sorted(set(fitted))) or "no families"))
+    typer.echo("refit: " + ("; ".join(sorted(set(fitted))) or "nothing new"))
     # held fits are verdicts, not errors: they are listed with their reasons and the command succeeds
     new = {fit_id.strip() for line in fitted for fit_id in line.split(",")}
     with reader(home.registry) as con:

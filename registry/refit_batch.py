@@ -59,11 +59,24 @@ def _unchanged_without_reading(
     return unchanged, fingerprints
 
 
-def _record_unchanged(con, unchanged: Mapping[str, list[tuple[str, str, str, int]]]) -> None:
+def record_unchanged_families(
+    con, families: list[str], settings: FitSettings, declared: Mapping[str, FamilySettings]
+) -> tuple[dict[str, FamilyRefit], dict[str, str]]:
+    """Record as unchanged (in ``refits``, one transaction) every family of ``families`` whose rows, laws code
+    and settings are those of its newest fits, without reading its runs. Returns their refits and the
+    fingerprint of every family (for the fits of the others)."""
+    skipped, fingerprints = _unchanged_without_reading(con, families, settings, declared)
     now = datetime.now(timezone.utc)
-    rows = [(now, family, law, data, code, "unchanged", None) for family, laws in unchanged.items() for law, data, code, _ in laws]
+    rows = [(now, family, law, data, code, "unchanged", None) for family, laws in skipped.items() for law, data, code, _ in laws]
     if rows:
-        con.executemany("INSERT INTO refits VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        with transaction(con):
+            con.executemany("INSERT INTO refits VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    refits = {
+        family: FamilyRefit(family=family, data_version=laws[0][1], code_version=laws[0][2],
+                            n_runs=max(n for *_, n in laws), unchanged=tuple(law for law, *_ in laws))
+        for family, laws in skipped.items()
+    }
+    return refits, fingerprints
 
 
 def refit_families(
@@ -81,14 +94,7 @@ def refit_families(
     declared = shipped_family_settings() if family_settings is None else family_settings
     started = time.perf_counter()
     with open_writer() as con:
-        skipped, fingerprints = _unchanged_without_reading(con, families, settings, declared)
-        with transaction(con):
-            _record_unchanged(con, skipped)
-    done: dict[str, FamilyRefit] = {
-        family: FamilyRefit(family=family, data_version=laws[0][1], code_version=laws[0][2],
-                            n_runs=max(n for *_, n in laws), unchanged=tuple(law for law, *_ in laws))
-        for family, laws in skipped.items()
-    }
+        done, fingerprints = record_unchanged_families(con, families, settings, declared)
     counts = {"fitted": 0, "unchanged": len(done)}
 
     def tell() -> None:
