@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import polars as pl
 import typer
 
 from registry.cli_input import AS_OF_FORMS, law_params, parse_as_of
 from registry.db import RegistryBusy, reader
 from registry.home import Home
 from registry.output import FormatOption, check_format, fail, render, to_json
+
+if TYPE_CHECKING:  # polars loads where a table is built: `coefficients --format json` never needs it
+    import polars as pl
 
 #: ``allocate``'s exit code when the allocation is not trusted (and --allow-untrusted was not given).
 EXIT_UNTRUSTED = 4
@@ -32,6 +34,8 @@ GIVEN_COEFFICIENTS = (
 
 
 def _coefficients_table(records: list[dict]) -> pl.DataFrame:
+    import polars as pl
+
     rows = [
         {"family": r["family"], "law": r["law"], "version": r["version"], "status": r.get("status"), "n_runs": r["n_runs"], "parameter": name,
          "value": value, "ci_lo": r["ci"].get(name, [None, None])[0], "ci_hi": r["ci"].get(name, [None, None])[1]}
@@ -47,7 +51,7 @@ def coefficients_command(
     fmt: FormatOption = "table",
 ) -> None:
     """The newest published coefficients per family and law, with 95% intervals."""
-    from registry.planning import coefficients
+    from registry.coefficients_read import coefficients
 
     check_format(fmt)
     try:
@@ -82,8 +86,10 @@ def _nothing_then(home: Home, moment) -> str:
             (first,) = con.execute("SELECT min(fitted_at) FROM fits WHERE status = 'published'").fetchone()
     except RegistryBusy:
         first = None
-    if first is not None and first > moment:
-        return (f"no fit had been published yet at {when} (--as-of): the first was published at "
+    if first is None:
+        return f"no fit had been published by {when} (--as-of): none has been published at all yet"
+    if first > moment:
+        return (f"no fit had been published by {when} (--as-of): the first was published at "
                 f"{first.isoformat(timespec='seconds')}; give a later time, or no --as-of for what is published now")
     return f"nothing matching was published by {when} (--as-of); a later time, or no --as-of, gives what is published now"
 
@@ -131,6 +137,8 @@ def allocate_command(
     reason on stderr, unless --allow-untrusted is given. With --params the status is ``unverified``
     (nothing to check the coefficients against) and the answer is printed.
     """
+    import polars as pl
+
     from laws.catalog import get_law
 
     check_format(fmt)
@@ -192,6 +200,8 @@ def history_command(
     fmt: FormatOption = "table",
 ) -> None:
     """Every fit of a family, newest first: status, coefficient moves, runs added, code version."""
+    import polars as pl
+
     from registry.planning import history
 
     check_format(fmt)
@@ -228,6 +238,8 @@ def fit_command(
     fmt: FormatOption = "table",
 ) -> None:
     """Fit a law to a file of runs without touching any registry (several families jointly with --family-column)."""
+    import polars as pl
+
     from laws.errors import FitError
     from registry.fit_file import fit_file, fit_file_joint
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 import pytest
@@ -17,6 +18,9 @@ import pytest
 import pipelines.cli
 from laws.catalog import get_law
 from registry.cli_input import law_params, parse_as_of
+from registry.db import writer
+from registry.home import Home
+from registry.refit import refit_family
 from tests.cli import scalereg
 from tests.conftest import write_csv
 
@@ -33,7 +37,11 @@ WRONG_INVOCATIONS = [
     (["coefficients", "--as-of", "garbage"], "--as-of"),
     (["coefficients", "--as-of", "2026-13-45"], "2026-01-31"),
     (["coefficients", "--as-of", "2026-02-30T10:00"], "--as-of"),
-    (["coefficients", "--as-of", "2020-01-01"], "published by 2020-01-01"),
+    (["coefficients", "--as-of", "2020-01-01"], "no fit had been published by 2020-01-01"),
+    (["coefficients", "--as-of", "yesterday"], "no fit had been published by"),
+    (["coefficients", "--as-of", ""], "--as-of"),
+    (["coefficients", "--as-of", "2026-01-31T25:00"], "--as-of"),
+    (["coefficients", "--as-of", "last week"], "yesterday"),
     (["coefficients", "--format", "xml"], "unknown format"),
     (["coefficients", "--family", "nope"], "no published fits"),
     # budgets
@@ -44,6 +52,12 @@ WRONG_INVOCATIONS = [
     (["allocate", "--family", "fam-a"], "--compute"),
     (["allocate", "--family", "fam-a", "--compute", "1e24", "--inference-tokens", "-5"], "--inference-tokens"),
     (["allocate", "--compute", "1e24"], "--params"),
+    (["allocate", "--family", "fam-a", "--compute", "1e24", "--inference-tokens", "0"], "--inference-tokens"),
+    (["allocate", "--family", "fam-a", "--compute", "nan"], "--compute"),
+    # a family whose only fit is held: the reason, not advice to refit
+    (["allocate", "--family", "fam-a", "--compute", "1e24"], "was held: design: fewer than"),
+    (["allocate", "--family", "fam-a", "--compute", "1e40", "--allow-untrusted"], "was held"),
+    (["allocate", "--family", "fam-a", "--compute", "1e24", "--law", "isoflop"], "no published isoflop fit"),
     # coefficients given by hand
     (["allocate", "--params", "not json", "--compute", "1e24"], "not JSON"),
     (["allocate", "--params", "[1, 2]", "--compute", "1e24"], "object"),
@@ -53,6 +67,10 @@ WRONG_INVOCATIONS = [
     (["allocate", "--params", params(A=0), "--compute", "1e24"], "positive"),
     (["allocate", "--params", params(beta="x"), "--compute", "1e24"], "finite number"),
     (["allocate", "--params", params(), "--compute", "1e24", "--law", "nope"], "unknown law"),
+    (["allocate", "--params", params(), "--compute", "1e24", "--law", "isoflop"], "unknown parameter"),
+    (["allocate", "--params", params(beta=5), "--compute", "1e24"], "beta must lie between"),
+    (["allocate", "--params", params(E=-1), "--compute", "1e24"], "E"),
+    (["allocate", "--params", "{}", "--compute", "1e24"], "missing"),
     (["allocate", "--params", params(), "--compute", "1e24", "--law", "broken_power_law"], "no compute-optimal allocation"),
     (["allocate", "--params", params(), "--family", "fam-a", "--compute", "1e24"], "either"),
     # families, laws and formats
@@ -66,6 +84,10 @@ WRONG_INVOCATIONS = [
     (["refit", "--bootstrap", "abc"], "--bootstrap"),
     (["refit", "--family", "nope"], "fam-a"),
     (["refit", "--family", "Not A Key!"], "not a key"),
+    (["refit", "--verbose", "--family", "nope"], "fam-a"),
+    (["ui", "--port", "0"], "--port"),
+    (["ui", "--port", "http"], "--port"),
+    (["demo", "--verbose", "now"], "now"),
     # files and mappings
     (["ingest", "{missing}"], "no such file"),
     (["ingest", "{runs}", "--mapping", "{missing}"], "no such mapping file"),
@@ -80,7 +102,7 @@ WRONG_INVOCATIONS = [
 
 @pytest.fixture(scope="module")
 def a_home(tmp_path_factory):
-    """A registry with one family of runs (fam-a) and no fit; a mapping with a key mappings do not have."""
+    """A registry with one family of runs (fam-a) whose only fit is held; a mapping with a key mappings do not have."""
     folder = tmp_path_factory.mktemp("cli-errors")
     runs = write_csv(folder / "runs.csv", "family,run_name,params,tokens,loss\n" + "\n".join(
         f"fam-a,r{i},{1e8 * 2**i:.0f},{2e9 * 2**i:.0f},{3.0 - i / 10}" for i in range(4)
@@ -89,6 +111,9 @@ def a_home(tmp_path_factory):
     bad_mapping.write_text('family = "fam-b"\nfit_loss = "val"\n[columns]\nparams = "params"\n', encoding="utf-8")
     home = folder / "home"
     assert scalereg("ingest", str(runs), home=home).returncode == 0
+    with writer(Home.from_env(home).registry) as con:  # its only fit: held before fitting (four runs), no Dagster needed
+        held = refit_family(lambda: nullcontext(con), "fam-a").fitted
+    assert {f.record.status for f in held} == {"held"}
     return {"home": home, "runs": runs, "bad_mapping": bad_mapping, "missing": folder / "missing.csv"}
 
 
