@@ -92,6 +92,8 @@ def _stack(
     per_family = [k for k in ("fixed", "weights", "init") if getattr(opts, k) is not None]
     if per_family:
         raise ValueError(f"joint fits take no {per_family[0]!r} option: it would apply to every family")
+    if opts.tie_exponents:
+        raise ValueError("joint fits take no 'tie_exponents' option; share alpha and beta across the families instead")
     names = law.param_names
     shared = tuple(shared)
     bad = [s for s in shared if s not in names]

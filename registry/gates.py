@@ -80,6 +80,12 @@ GATES: dict[str, GateDefinition] = {
             holds=lambda settings: settings.agreement_blocks,
         ),
         GateDefinition("finite_parameters", "every parameter of the fit is a finite number"),
+        GateDefinition(
+            "group_sharing",
+            "a group's joint fit predicts its members' runs above the compute cut-off no worse than their single fits "
+            "(registry/group_refit.py; never holds a fit: it says the shared parameters may be a bad choice)",
+            holds=lambda settings: False,
+        ),
     )
 }
 

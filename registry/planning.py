@@ -19,6 +19,7 @@ import polars as pl
 
 from laws.catalog import get_law
 from laws.intervals import ALLOCATION_FIELDS, DEFAULT_LEVEL, Samples
+from laws.joint import base_law_name
 from laws.trust import PRECEDENCE
 
 #: The one allocation status a planner may act on without reading the reason.
@@ -197,7 +198,7 @@ def allocate(
     ).fetchall()
     if not found:
         raise _not_published(con, family, law)
-    spec = get_law(law)  # the law says whether it has an (inference-aware) allocation rule
+    spec = get_law(base_law_name(law))  # the law (a group's joint fit: its base law) says how it allocates
     fit_id, version, names, samples = found[0]
     params = {n: v for n, v in con.execute("SELECT name, value FROM coefficients WHERE fit_id = ?", [fit_id]).fetchall()}
     # the law's own parameters; stored derived values (the exponents a, b of a Chinchilla fit) are left out
