@@ -125,6 +125,7 @@ def _identity_advice(colliding: pl.DataFrame, batch: Batch) -> str:
     rest = "" if left == 0 else f" (the {left} rows no column tells apart still collide: check them)"
     identity = ", ".join(f'"{c}"' for c in [*batch.identity_columns, *separating])
     return (
-        text + f" Together with the run name, {' and '.join(repr(c) for c in separating)} tell the colliding runs apart: "
+        text + f" Together with the run name, {' and '.join(repr(c) for c in separating)} "
+        f"{'tells' if len(separating) == 1 else 'tell'} the colliding runs apart: "
         f"give the runs an identity with run_name = [{identity}] in the mapping{rest}."
     )

@@ -65,6 +65,8 @@ _LOG = re.compile(r"(^|_)log(10)?(_|$)")
 _FLOP_UNIT_NAMES = {"gflop": "gflops", "tflop": "tflops", "pflop_day": "pflop_days", "pf_day": "pflop_days",
                     "petaflop_day": "pflop_days", "pflop": "pflops", "eflop": "eflops", "zflop": "zflops"}
 _SUFFIXED = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*[KkMmBbGgTt]\s*$")
+#: Rejected candidates listed per canonical column; a wide export has dozens of losses.
+SHOWN_REJECTS = 8
 ROLES = ("run_name", "params", "params_non_embedding", "tokens", "unique_tokens", "flops", "loss", "step")
 
 
@@ -126,7 +128,11 @@ class Draft:
             lines += [f"{role} = {q(transform)}" for role, transform in transforms.items()]
         if self.rejected:
             lines += ["", "# Candidates rejected:"]
-            lines += [f"#   {column!r} as {role}: {why}" for column, role, why in self.rejected]
+            for role in ROLES:
+                of_role = [(column, why) for column, r, why in self.rejected if r == role]
+                lines += [f"#   {column!r} as {role}: {why}" for column, why in of_role[:SHOWN_REJECTS]]
+                if len(of_role) > SHOWN_REJECTS:
+                    lines.append(f"#   ... and {len(of_role) - SHOWN_REJECTS} more columns as {role}")
         return "\n".join(lines) + "\n"
 
 
@@ -213,15 +219,24 @@ def _identity(frame: pl.DataFrame, chosen: dict[str, Choice], columns: dict[str,
     """When N with D (or with step) repeat, the fewest low-cardinality columns that tell the rows apart."""
     if "params" not in chosen or "run_name" in chosen:
         return (), None
-    key = [chosen["params"].column] + [chosen[r].column for r in ("step",) if r in chosen]
+    if "loss" in chosen:  # only rows with a loss are runs
+        frame = frame.filter(pl.col(chosen["loss"].column).is_not_null())
+    # the columns a run's name is made of when the file gives none (N; N and D for final values)
+    named_by = [chosen["params"].column]
     if "step" not in chosen:
-        key += [chosen[r].column for r in ("tokens", "flops") if r in chosen][:1]
+        named_by += [chosen[r].column for r in ("tokens", "flops") if r in chosen][:1]
+    key = named_by + [chosen[r].column for r in ("step",) if r in chosen]
     if not frame.select(pl.struct(key).is_duplicated().any()).item():
         return (), None
     used = {c.column for c in chosen.values()}
+    # an identity column has a value on every run's row (an empty one rejects the row) and few distinct values
+    cardinality = {
+        c.name: frame.get_column(c.name).n_unique()
+        for c in columns.values() if c.name not in used and frame.get_column(c.name).null_count() == 0
+    }
     tried = sorted(
-        (c for c in columns.values() if c.name not in used and 1 < c.n_unique <= max(2, frame.height // 2)),
-        key=lambda c: c.n_unique,
+        (c for c in columns.values() if 1 < cardinality.get(c.name, 0) <= max(2, frame.height // 2)),
+        key=lambda c: cardinality[c.name],
     )[:10]
     def still_repeated(extra: tuple[_Column, ...]) -> int:
         return frame.select(pl.struct(key + [c.name for c in extra]).is_duplicated().sum()).item()
@@ -239,7 +254,7 @@ def _identity(frame: pl.DataFrame, chosen: dict[str, Choice], columns: dict[str,
         f"with this run_name {left} rows still share N and step (or D) with another: no column tells them apart, "
         "so those that differ in loss will be rejected; check them"
     )
-    return (chosen["params"].column, *(c.name for c in best)), note
+    return (*named_by, *(c.name for c in best)), note
 
 
 def _where(frame: pl.DataFrame) -> str | None:
@@ -268,7 +283,8 @@ def suggest(path: Path) -> Draft:
             if c.key in EXACT.get(role, ()) or (role in PATTERNS and PATTERNS[role].search(c.key))
         ]
         taken = {choice.column for choice in chosen.values()}
-        for column in sorted(candidates, key=lambda c: _rank(c, role)):
+        # among equally good names, the column with a value on more rows (a spreadsheet fills some on a few)
+        for column in sorted(candidates, key=lambda c: (_rank(c, role), -c.given)):
             if column.name in taken:
                 continue
             if role == "params" and PATTERNS["params_non_embedding"].search(column.key):
@@ -292,7 +308,12 @@ def suggest(path: Path) -> Draft:
         notes.append(problem)
     if not ("params" in chosen and "loss" in chosen and ("tokens" in chosen or "flops" in chosen)):
         notes.append("Some required columns (params, loss, tokens or flops) were not found: complete [columns] by hand.")
+    where = _where(frame)
+    if where is None and "loss" in chosen and columns[chosen["loss"].column].given < frame.height:
+        # rows without a loss are a spreadsheet's headings or settings, not runs: keep the rows that have one
+        where = f"`{chosen['loss'].column}` > 0"
+        notes.append(f"{frame.height - columns[chosen['loss'].column].given} rows have no {chosen['loss'].column!r}: where keeps the others")
     return Draft(
-        path=path, rows=frame.height, delimiter=delimiter, chosen=chosen, run_name=run_name, where=_where(frame),
+        path=path, rows=frame.height, delimiter=delimiter, chosen=chosen, run_name=run_name, where=where,
         rejected=tuple(rejected), notes=tuple(notes),
     )

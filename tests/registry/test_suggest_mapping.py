@@ -91,8 +91,9 @@ def test_a_spreadsheet_gets_suffixes_log10_ln_a_run_identity_a_filter_and_reject
     draft, saved = draft_of(path, tmp_path)
     assert draft["columns"] == {"params": "Params", "tokens": "log10_tokens", "loss": "C4 Eval PPL"}
     assert draft["transforms"] == {"params": "suffix", "tokens": "log10", "loss": "ln"}
-    # N and D repeat four times over; epochs alone tells the rows apart (checkpoint follows D here)
-    assert draft["run_name"] == ["Params", "epochs"]
+    # N and D repeat (two rows each); with no step the run is named by N and D, and epochs alone tells the
+    # rows apart (checkpoint follows D here)
+    assert draft["run_name"] == ["Params", "log10_tokens", "epochs"]
     assert draft["where"] == 'State == "finished"'
     text = saved.read_text(encoding="utf-8")
     assert "'train_loss_x100' as loss: median 367.5, outside 0.5-15 nats" in text
