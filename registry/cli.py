@@ -22,7 +22,7 @@ from registry.db import RegistryBusy, RegistryMissing, reader, sql_problem, writ
 from registry.disk import is_no_space, no_space
 from registry.home import Home
 from registry.importers.commands import import_command
-from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, FormatOption, check_format, fail, render, to_json
+from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, TABLE_ROWS, FormatOption, check_format, fail, render, to_json
 
 
 def _shown(text: str) -> str:
@@ -128,6 +128,7 @@ def sql(
                 if frame is None:
                     fail("the statement returned no rows (only queries are allowed; the registry is read-only)")
                 result = frame.pl()
+                json_columns = [name for name, kind in zip(frame.columns, frame.types) if str(kind) == "JSON"]
         except QueryLimitHit as hit:
             fail(str(hit))
         except duckdb.Error as error:
@@ -140,7 +141,9 @@ def sql(
                     f"out of reach ({text}); to export, use --format csv or json and redirect the output"
                 )
             fail(f"query failed: {text}")
-    typer.echo(render(result, fmt))
+    typer.echo(render(result, fmt, json_columns=json_columns))
+    if fmt == "table" and result.height > TABLE_ROWS:
+        typer.echo(f"{result.height - TABLE_ROWS} of {result.height} rows not shown; --format csv or json prints them all")
 
 
 def runs_command(
