@@ -10,7 +10,9 @@ some of those columns tell every colliding run apart, the ``run_name = [...]`` t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from itertools import combinations
+from typing import TypeVar
 
 import polars as pl
 
@@ -18,10 +20,27 @@ from registry.adapters.base import Batch
 from schemas.runs import SAME_VALUE_RTOL
 
 POINT_KEY = ["family", "run_name", "step", "loss_name"]
+T = TypeVar("T")
 REJECT_SCHEMA = {"row_number": pl.Int64, "reason": pl.String}
 #: Rows named in one message, and candidate columns tried (alone, in pairs and threes) as a run identity.
 SHOWN_ROWS = 8
 TRIED_COLUMNS = 10
+
+
+def fewest_separating(candidates: Sequence[T], still_colliding: Callable[[tuple[T, ...]], int]) -> tuple[tuple[T, ...], int]:
+    """The one, two or three candidates that leave the fewest rows colliding (none, if none helps), and that count.
+
+    Smaller sets first: a larger set is taken only if it leaves fewer rows colliding.
+    """
+    best: tuple[T, ...] = ()
+    left = still_colliding(best)
+    for size in (1, 2, 3):
+        for chosen in combinations(candidates, size):
+            if left and (count := still_colliding(chosen)) < left:
+                best, left = chosen, count
+        if left == 0:
+            break
+    return best, left
 
 
 def _same_losses(loss: pl.Expr) -> pl.Expr:
@@ -109,15 +128,7 @@ def _identity_advice(colliding: pl.DataFrame, batch: Batch) -> str:
         groups = as_text.group_by(*POINT_KEY, *(alias[c] for c in chosen)).agg(_same_losses(pl.col("loss")), pl.len())
         return groups.filter(~pl.col("loss")).get_column("len").sum()
 
-    tried = sorted(differ, key=cardinality.get)[:TRIED_COLUMNS]
-    separating: tuple[str, ...] = ()
-    left = still_colliding(())
-    for size in (1, 2, 3):
-        for chosen in combinations(tried, size):
-            if (count := still_colliding(chosen)) < left:
-                separating, left = chosen, count
-        if left == 0:
-            break
+    separating, left = fewest_separating(sorted(differ, key=cardinality.get)[:TRIED_COLUMNS], still_colliding)
     named = ", ".join(repr(c) for c in differ[:12]) + (" ..." if len(differ) > 12 else "")
     text = f"Columns whose values differ between them: {named}."
     if not separating:

@@ -15,12 +15,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 
 import polars as pl
 
 from registry.adapters.tables import read_table
+from registry.collisions import fewest_separating
 from schemas.families import slugify
 from schemas.units import FLOP_UNITS, apply_transform
 
@@ -238,16 +238,11 @@ def _identity(frame: pl.DataFrame, chosen: dict[str, Choice], columns: dict[str,
         (c for c in columns.values() if 1 < cardinality.get(c.name, 0) <= max(2, frame.height // 2)),
         key=lambda c: cardinality[c.name],
     )[:10]
+
     def still_repeated(extra: tuple[_Column, ...]) -> int:
         return frame.select(pl.struct(key + [c.name for c in extra]).is_duplicated().sum()).item()
 
-    best, left = (), still_repeated(())
-    for size in (1, 2, 3):
-        for extra in combinations(tried, size):
-            if (count := still_repeated(extra)) < left:
-                best, left = extra, count
-        if left == 0:
-            break
+    best, left = fewest_separating(tried, still_repeated)
     if not best:
         return (), "N and D repeat and no three columns tell the rows apart: add run_name = [...] by hand"
     note = None if left == 0 else (
