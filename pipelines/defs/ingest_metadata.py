@@ -65,7 +65,9 @@ def materialize_result(asset_key: dg.AssetKey, reports: list[IngestReport]) -> d
             "runs_added": sum(r.runs_added for r in reports),
             "families": ", ".join(sorted({f for r in reports for f in r.families})) or "(none new)",
             "sources": table(sources),
-            "errors": "\n".join(f"{r.name}: {r.error}" for r in failed) or "none",
+            # errors name their file already (landing and file problems); others get it in front, once
+            "errors": "\n".join(r.error if (r.error or "").startswith(f"{r.name}:") else f"{r.name}: {r.error}"
+                                for r in failed) or "none",
             "dagster/column_schema": RUNS_COLUMN_SCHEMA,
         },
         check_results=[

@@ -126,10 +126,11 @@ def test_a_fit_materialisation_shows_coefficients_as_a_table_the_plot_and_check_
     assert metadata["plot"].value.startswith("![family-a fit](data:image/png;base64,")
     assert metadata["n_runs"].value == 30
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    # one evaluation per gate the family's laws face, for the family's partition (no Approach 2: nothing to agree with)
     assert set(checks) == {
-        "design", "converged", "plausible", "extrapolation", "interval_width", "identifiability", "approaches_agree",
-        "finite_parameters",
+        "design", "converged", "plausible", "extrapolation", "interval_width", "identifiability", "finite_parameters",
     }
+    assert {c.partition for c in checks.values()} == {"family-a"}
     assert checks["converged"].passed and checks["plausible"].passed
     fits_of_converged = {r.data["fit"] for r in checks["converged"].metadata["fits"].records}
     assert fits_of_converged == {"family-a/chinchilla", "family-a/kaplan"}
