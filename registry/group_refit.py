@@ -53,17 +53,20 @@ class GroupRefit:
     """What one refit of a group did.
 
     ``fitted`` holds one fit per member (empty when unchanged or skipped); ``comparison`` one row
-    per member (joint and single held-out errors); ``skipped`` why nothing was fitted, or None.
+    per member (joint and single held-out errors); ``skipped`` why nothing was fitted, or None;
+    ``datasets`` the members' fitted observations and ``boot`` the joint fit, for the group's plot.
     """
 
     group: str
     state: str
+    shared: tuple[str, ...] = ()
     fitted: tuple[LawFit, ...] = ()
     fit_ids: tuple[str, ...] = ()
     comparison: pl.DataFrame | None = None
     unchanged: bool = False
     skipped: str | None = None
     boot: JointBootstrapResult | None = None
+    datasets: Mapping[str, Mapping[str, np.ndarray]] | None = None
 
     def line(self) -> str:
         """One line for logs."""
@@ -274,8 +277,8 @@ def refit_group(
         schema={"family": pl.String, "compute_cutoff": pl.Float64, "n_held_out": pl.Int64,
                 "joint_error": pl.Float64, "single_error": pl.Float64},
     )
-    return GroupRefit(group=group.group, state=state, fitted=tuple(fitted), fit_ids=tuple(fit_ids), comparison=table,
-                      boot=boot)
+    return GroupRefit(group=group.group, state=state, shared=group.shared, fitted=tuple(fitted), fit_ids=tuple(fit_ids),
+                      comparison=table, boot=boot, datasets={m: d for m, (d, _, _) in members.items()})
 
 
 def refit_groups(

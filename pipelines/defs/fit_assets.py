@@ -68,6 +68,7 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     plots = registry.paths.root / "plots"
     refits = refit_families(registry.writer, list(context.partition_keys), settings, family_settings=declared,
                             progress=lambda p: context.log.info(f"refit {p.line()}"))
+    yield from _group_cards(registry, [refit.family for refit in refits], settings, declared, context.log)
     for start in range(0, len(refits), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
         chunk = refits[start:start + CARDS_PER_VISIT]
         with registry.writer() as con:
@@ -79,6 +80,24 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     # the checks were evaluated per family above; their outputs carry nothing (as Dagster's own AssetCheckResult)
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
+
+
+def _group_cards(registry: RegistryResource, families: list, settings, declared, log):
+    """Refit the groups these families belong to (registry/group_refit.py); each member's page gets the group's card."""
+    from registry.group_plots import group_png
+    from registry.group_refit import refit_groups
+    from registry.groups import load_groups
+    from registry.plots import markdown_image
+
+    for group in refit_groups(registry.writer, families, load_groups(registry.paths), settings, family_settings=declared):
+        log.info(group.line())
+        if group.boot is None:
+            continue
+        png = group_png(group.group, group.shared, group.datasets, group.boot.fit.params)
+        metadata = {"group": group.group, "shared": ", ".join(group.shared), "comparison": table(group.comparison),
+                    "group_plot": dg.MetadataValue.md(markdown_image(png, f"group {group.group}"))}
+        for member in group.datasets:
+            yield dg.AssetObservation(asset_key=FITS_KEY, partition=member, metadata=metadata)
 
 
 #: How each published table is built: from the fits, one registry writer at a time, after every new fit.
