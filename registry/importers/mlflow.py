@@ -32,7 +32,7 @@ import duckdb
 import polars as pl
 
 from registry.adapters.base import PARSE_ERROR_SCHEMA, Batch, FileProblem, canonical
-from registry.db import registered, writer
+from registry.db import claimed, registered, retrying, writer
 from registry.home import Home
 from registry.importers.tracker_mapping import FieldRef, TrackerMapping, parse_ref
 from registry.ingest import IncomingSource, IngestReport, store_batch
@@ -425,15 +425,32 @@ def _provenance(experiment: Experiment, batch: Batch):  # noqa: ANN202 - a hook 
     return write
 
 
+def _families(batch: Batch) -> list[str]:
+    return batch.points.get_column("family").unique().drop_nulls().to_list()
+
+
 def import_experiment(con: duckdb.DuckDBPyConnection, home: Home, experiment: Experiment, mapping: TrackerMapping) -> ImportReport:
-    """Store an experiment's finished runs as a new version of its import, unless nothing changed."""
+    """Store an experiment's finished runs as a new version of its import, unless nothing changed.
+
+    With other writers at work (DuckLake), the experiment and its families are claimed first, so that the
+    decision (unchanged, or which version it supersedes) and the write see every earlier import's commit.
+    """
+    batch, left_out = to_batch(experiment, mapping)
+    with claimed(con, f"tracker:{experiment.location}", *(f"family:{f}" for f in _families(batch))):
+        return retrying(
+            lambda: _import_once(con, home, experiment, mapping, batch, left_out), f"import of {experiment.location}"
+        )
+
+
+def _import_once(
+    con: duckdb.DuckDBPyConnection, home: Home, experiment: Experiment, mapping: TrackerMapping, batch: Batch, left_out: int
+) -> ImportReport:
     skipped = tuple(SkippedRun(r.run_id, r.name, r.status, r.skipped_reason) for r in experiment.skipped)
     content = experiment.snapshot()
     sha256 = hashlib.sha256(content).hexdigest()
     reading = mapping.reading()
     name = mapping.name or f"mlflow:{experiment.name}"
     earlier = _earlier(con, experiment.location)
-    batch, left_out = to_batch(experiment, mapping)
     for source_id, earlier_name, earlier_sha, earlier_reading, read, accepted, rejected in earlier:
         if (earlier_sha, earlier_reading) == (sha256, reading):
             report = IngestReport(
@@ -449,8 +466,7 @@ def import_experiment(con: duckdb.DuckDBPyConnection, home: Home, experiment: Ex
             original_path=experiment.location, sha256=sha256, reading_sha256=reading,
             supersedes=tuple(row[0] for row in earlier), written_with=_provenance(experiment, batch),
         )
-        families = batch.points.get_column("family").unique().drop_nulls().to_list()
-        report = store_batch(con, home, source, batch, declared=declared_losses(home, families, path.name))
+        report = store_batch(con, home, source, batch, declared=declared_losses(home, _families(batch), path.name))
     return ImportReport(experiment.tracking_uri, experiment.name, report, skipped, left_out)
 
 

@@ -109,7 +109,15 @@ def read_offline(path: Path, mapping: ColumnMapping, family: str | None = None) 
     """An offline run folder (see registry/importers/wandb_offline.py, which needs the ``wandb`` package)."""
     from registry.importers import wandb_offline
 
-    return wandb_offline.read_offline(path, mapping, family)
+    try:
+        return wandb_offline.read_offline(path, mapping, family)
+    except ModuleNotFoundError as missing:
+        if missing.name is None or not missing.name.startswith(("wandb", "google.protobuf")):
+            raise
+        raise FileProblem(
+            f"{path.name}: reading an offline W&B run needs the wandb package ({missing.name} is not installed): "
+            "uv sync --extra wandb"
+        ) from None
 
 
 #: Presets by the name ``scalereg ingest FILE --preset NAME`` takes.

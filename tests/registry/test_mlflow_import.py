@@ -64,6 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: only the tracking API is used
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     uri = f"http://127.0.0.1:{port}"
+    import mlflow.tracking  # noqa: F401 - the client's import takes seconds: done while the server starts on the other core
+
     try:
         deadline = time.monotonic() + 120
         while True:
