@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,7 @@ class _Joint:
     members: tuple[Problem, ...]
     starts: np.ndarray  # (K, 5): each member's own start
     shared: tuple[str, ...]
+    shared_slots: np.ndarray  # (P,): which entries of the joint vector are shared
 
 
 def _stack(
@@ -92,8 +93,9 @@ def _stack(
     per_family = [k for k in ("fixed", "weights", "init") if getattr(opts, k) is not None]
     if per_family:
         raise ValueError(f"joint fits take no {per_family[0]!r} option: it would apply to every family")
-    if opts.tie_exponents:
-        raise ValueError("joint fits take no 'tie_exponents' option; share alpha and beta across the families instead")
+    tie = bool(opts.tie_exponents)
+    if tie and (("alpha" in shared) != ("beta" in shared)):
+        raise ValueError("with tie_exponents (beta = alpha) share both alpha and beta, or neither")
     names = law.param_names
     shared = tuple(shared)
     bad = [s for s in shared if s not in names]
@@ -102,18 +104,17 @@ def _stack(
     if len(datasets) < 2:
         raise ValueError("a joint fit needs at least two families")
     fams = tuple(datasets)
-    problems = tuple(law.make_problem(datasets[f], opts) for f in fams)
+    # members are built untied; a tie is a shared slot for alpha and beta in the joint vector
+    problems = tuple(law.make_problem(datasets[f], replace(opts, tie_exponents=False)) for f in fams)
     # each member's best variable-projection grid point: a single fit's start, without its polish
     starts = np.array([chinchilla.varpro_starts(p, grid_size=opts.grid_size, n_starts=1)[0][0] for p in problems])
 
-    sh_idx = [names.index(s) for s in shared]
-    own_idx = [i for i in range(len(names)) if i not in sh_idx]
-    n_sh, n_own = len(sh_idx), len(own_idx)
-    P = n_sh + n_own * len(fams)
-    layout = np.empty((len(fams), len(names)), int)
-    for k in range(len(fams)):
-        layout[k, sh_idx] = np.arange(n_sh)
-        layout[k, own_idx] = n_sh + k * n_own + np.arange(n_own)
+    # one slot per distinct parameter of the joint vector: shared slots first, then each family's own
+    follow = {"beta": "alpha"} if tie else {}
+    keys = [[("*", follow.get(n, n)) if n in shared else (f, follow.get(n, n)) for n in names] for f in fams]
+    slots = list(dict.fromkeys([k for row in keys for k in row if k[0] == "*"] + [k for row in keys for k in row if k[0] != "*"]))
+    layout = np.array([[slots.index(k) for k in row] for row in keys])
+    P = len(slots)
     offsets = np.concatenate([[0], np.cumsum([p.loss.size for p in problems])])
     n_total = int(offsets[-1])
 
@@ -136,7 +137,7 @@ def _stack(
         lower[layout[k]] = lower1
         upper[layout[k]] = upper1
     # each family's E, A, B (own or shared) are optimised as logs, like a single fit's
-    joint_names = tuple(names[j] if j in sh_idx else f"{names[j]}[{fams[k]}]" for k, j in _order(len(fams), sh_idx, own_idx))
+    joint_names = tuple(name if owner == "*" else f"{name}[{owner}]" for owner, name in slots)
     joint_logs = frozenset(n for n in joint_names if n.split("[")[0] in law.log_params)
     problem = Problem(
         law=law.name,
@@ -151,7 +152,7 @@ def _stack(
         free=np.ones(P, bool),
         used=np.ones(n_total, bool),
     )
-    return _Joint(problem, fams, layout, offsets, problems, starts, shared)
+    return _Joint(problem, fams, layout, offsets, problems, starts, shared, np.array([o == "*" for o, _ in slots]))
 
 
 def _fit(joint: _Joint) -> tuple[JointFitResult, np.ndarray]:
@@ -160,17 +161,20 @@ def _fit(joint: _Joint) -> tuple[JointFitResult, np.ndarray]:
     law = chinchilla.CHINCHILLA
     names = law.param_names
     layout, fams, problem = joint.layout, joint.families, joint.problem
-    n_sh = len(joint.shared)
-    sh_idx = [names.index(s) for s in joint.shared]
-    own_idx = [i for i in range(len(names)) if i not in sh_idx]
     thetas = joint.starts
-    starts = []
-    for shared_from in [*thetas[:, sh_idx], np.median(thetas[:, sh_idx], axis=0)]:
-        st = np.empty(problem.free.size)
-        for k in range(len(fams)):
-            st[layout[k, own_idx]] = thetas[k, own_idx]
-        st[:n_sh] = shared_from
-        starts.append(problem.clip(st))
+    K, P = len(fams), problem.free.size
+
+    def start(source: np.ndarray) -> np.ndarray:
+        """A joint vector: each family's own slots from its start, shared ones from ``source`` (K,) weights."""
+        total, count = np.zeros(P), np.zeros(P)
+        for k in range(K):
+            w = np.where(joint.shared_slots[layout[k]], source[k], 1.0)
+            np.add.at(total, layout[k], w * thetas[k])
+            np.add.at(count, layout[k], w)
+        return problem.clip(total / count)
+
+    # the shared values from each family in turn, then from all of them (averaged)
+    starts = [start(np.eye(K)[k]) for k in range(K)] + [start(np.ones(K))]
     # the batched Newton polishes every start at once (L-BFGS-B, one start at a time, is ~10x slower here)
     polished = newton(problem, np.array(starts), max_iter=300)
     best = int(np.nanargmin(polished.objective))
@@ -317,10 +321,3 @@ def bootstrap_joint(
         clustered=clustered,
     )
 
-
-def _order(n_fam: int, sh_idx: list[int], own_idx: list[int]) -> list[tuple[int, int]]:
-    """(family, parameter) pairs in joint-vector order, for naming."""
-    pairs = [(0, j) for j in sh_idx]
-    for k in range(n_fam):
-        pairs += [(k, j) for j in own_idx]
-    return pairs

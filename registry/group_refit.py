@@ -38,7 +38,15 @@ from laws.joint import JointBootstrapResult, bootstrap_joint, fit_joint
 from laws.types import FitResult
 from registry.db import claimed, one, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
-from registry.fit_store import FitRecord, input_fingerprints, laws_code_version, store_records
+from registry.fit_store import (
+    FitRecord,
+    data_version,
+    families as registry_families,
+    family_observations,
+    input_fingerprints,
+    laws_code_version,
+    store_records,
+)
 from registry.gates import GATES, Gate, chinchilla_gates, design_gate, design_problems, verdict
 from registry.groups import GroupSettings, groups_of, record_group_settings
 from registry.refit import FIT_FAILURES, FitContext, LawFit, OpenWriter, _judge_allocations, prepare_family
@@ -77,13 +85,35 @@ class GroupRefit:
         return f"group {self.group}: fitted {', '.join(self.fit_ids)}"
 
 
-def _group_state(group: GroupSettings, contexts: Mapping[str, FitContext]) -> str:
-    """What a group fit is made of: the laws code, the group's settings, every member's runs and settings."""
+def _group_state(group: GroupSettings, members: Mapping[str, tuple[str, str]]) -> str:
+    """What a group fit is made of: the laws code, the group's settings, every member's runs and settings
+    (``members``: ``{member: (data version, settings version)}``)."""
     digest = hashlib.sha256(f"{laws_code_version()}|{group.settings_version}".encode())
-    for member in sorted(contexts):
-        c = contexts[member]
-        digest.update(f"|{member}:{c.data_version}:{c.family_settings.settings_version}".encode())
+    for member in sorted(members):
+        digest.update(f"|{member}:{members[member][0]}:{members[member][1]}".encode())
     return digest.hexdigest()[:16]
+
+
+def stale_group_members(
+    con: duckdb.DuckDBPyConnection, groups: Mapping[str, GroupSettings],
+    family_settings: Mapping[str, FamilySettings] | None = None,
+) -> dict[str, str]:
+    """The members of every group whose state changed since its last fit (a member's runs or settings, the
+    group's settings, the laws), each with the group's state: refitting a member refits its groups."""
+    loaded = shipped_family_settings() if family_settings is None else family_settings
+    present = set(registry_families(con))
+    stale: dict[str, str] = {}
+    for group in groups.values():
+        if not set(group.members) <= present:
+            continue
+        versions = {}
+        for member in group.members:
+            declared = settings_for(member, loaded)
+            versions[member] = (data_version(family_observations(con, declared).runs), declared.settings_version)
+        state = _group_state(group, versions)
+        if _last_state(con, group.group) != state:
+            stale |= {member: state for member in group.members}
+    return stale
 
 
 def _last_state(con: duckdb.DuckDBPyConnection, group: str) -> str | None:
@@ -238,7 +268,7 @@ def refit_group(
         prints = input_fingerprints(con, list(group.members))
         contexts = {m: prepare_family(con, m, settings, settings_for(m, loaded), fingerprint=prints.get(m)).context
                     for m in group.members}
-        state = _group_state(group, contexts)
+        state = _group_state(group, {m: (c.data_version, c.family_settings.settings_version) for m, c in contexts.items()})
         if _last_state(con, group.group) == state:
             return GroupRefit(group=group.group, state=state, unchanged=True)
         singles = dict(con.execute(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from laws.chinchilla import CHINCHILLA
 from laws.joint import joint_law_name
@@ -56,6 +56,13 @@ class GroupFile(BaseModel):
     law: str = CHINCHILLA.name
     objective: str = "huber_log"
     huber_delta: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    shared_exponent: bool = False
+
+    @model_validator(mode="after")
+    def _one_exponent(self) -> GroupFile:
+        if self.shared_exponent and ("alpha" in self.shared) != ("beta" in self.shared):
+            raise ValueError("shared_exponent = true (beta = alpha) needs alpha and beta both shared, or neither")
+        return self
 
     @field_validator("members")
     @classmethod
@@ -106,6 +113,7 @@ class GroupSettings:
     law: str = CHINCHILLA.name
     objective: str = "huber_log"
     huber_delta: float | None = None
+    shared_exponent: bool = False
     description: str = ""
     source: str | None = None
 
@@ -118,6 +126,7 @@ class GroupSettings:
             "law": self.law,
             "objective": self.objective,
             "huber_delta": self.huber_delta,
+            "shared_exponent": self.shared_exponent,
         }
 
     def canonical_json(self) -> str:
@@ -134,8 +143,9 @@ class GroupSettings:
         return joint_law_name(self.law, self.group)
 
     def options(self, huber_delta: float) -> dict[str, Any]:
-        """The joint fit's options: the group's objective, its Huber threshold or the refit's."""
-        return {"objective": self.objective, "huber_delta": self.huber_delta or huber_delta}
+        """The joint fit's options: the group's objective, its Huber threshold or the refit's, one exponent (beta = alpha)."""
+        tie = {"tie_exponents": True} if self.shared_exponent else {}
+        return {"objective": self.objective, "huber_delta": self.huber_delta or huber_delta} | tie
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -172,7 +182,8 @@ def read_group_file(path: Path) -> GroupSettings:
         raise GroupSettingsProblem(f"{shown}: {where + ': ' if where else ''}{_message(error)}") from None
     return GroupSettings(
         group=name, members=tuple(declared.members), shared=tuple(declared.shared), law=declared.law,
-        objective=declared.objective, huber_delta=declared.huber_delta, description=declared.description, source=shown,
+        objective=declared.objective, huber_delta=declared.huber_delta, shared_exponent=declared.shared_exponent,
+        description=declared.description, source=shown,
     )
 
 

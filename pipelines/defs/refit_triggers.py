@@ -7,6 +7,8 @@ from pipelines.defs.resources import RegistryResource
 from registry.db import RegistryBusy, RegistryMissing, reader
 from registry.family_settings import FamilySettingsProblem, load_family_settings
 from registry.fit_store import families as registry_families
+from registry.group_refit import stale_group_members
+from registry.groups import GroupSettingsProblem, load_groups
 from registry.refit import stale_families
 from schemas.families import is_family_key
 
@@ -24,8 +26,8 @@ def refit_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource
     try:
         declared = load_family_settings(registry.paths)
         with reader(registry.paths.registry, wait=2.0) as con:
-            stale = stale_families(con, declared)
-    except (RegistryBusy, RegistryMissing, FamilySettingsProblem) as busy:
+            stale = stale_group_members(con, load_groups(registry.paths), declared) | stale_families(con, declared)
+    except (RegistryBusy, RegistryMissing, FamilySettingsProblem, GroupSettingsProblem) as busy:
         return dg.SkipReason(str(busy))
     stale = {family: version for family, version in stale.items() if is_family_key(family)}
     if not stale:

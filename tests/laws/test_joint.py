@@ -78,3 +78,17 @@ def test_unknown_shared_parameter_is_rejected():
 def test_a_single_family_is_rejected():
     with pytest.raises(ValueError, match="two families"):
         fit_joint(_datasets({"web": FAMILIES["web"]}))
+
+
+def test_one_exponent_shared_by_every_family_is_recovered():
+    # Gadre et al.'s form, L = E + A N^-eta + B D^-eta, with one eta across three corpora
+    truths = {f: {**p, "alpha": 0.3, "beta": 0.3} for f, p in FAMILIES.items()}
+    r = fit_joint(_datasets(truths), shared=("alpha", "beta"), options={"tie_exponents": True})
+    assert r.shared_params["alpha"] == r.shared_params["beta"] == pytest.approx(0.3, rel=1e-4)
+    for fam, truth in truths.items():
+        assert r.params[fam]["B"] == pytest.approx(truth["B"], rel=1e-3)
+
+
+def test_a_tie_needs_both_exponents_shared_or_neither():
+    with pytest.raises(ValueError, match="share both alpha and beta"):
+        fit_joint(_datasets(FAMILIES), shared=("alpha",), options={"tie_exponents": True})

@@ -10,7 +10,7 @@ import pytest
 
 from registry.db import writer
 from registry.exports import write_exports
-from registry.group_refit import group_comparison, refit_group, refit_groups
+from registry.group_refit import group_comparison, refit_group, refit_groups, stale_group_members
 from registry.groups import GroupSettingsProblem, load_groups, read_group_file
 from registry.home import Home
 from registry.ingest import ingest_path
@@ -131,11 +131,16 @@ def test_an_unchanged_group_is_not_refitted_and_its_members_stay_unchanged(lab):
 
 def test_a_changed_group_is_refitted_as_a_new_version(lab):
     home, open_writer, _, _ = lab
+    with writer(home.registry) as con:
+        assert not set(stale_group_members(con, load_groups(home)))
     path = _write_group(home, "trio", TRIO.replace('["E"]', '["E", "beta"]'))
+    with writer(home.registry) as con:
+        assert set(stale_group_members(con, load_groups(home))) == {"web", "code", "books"}  # the sensor asks for these
     changed = refit_group(open_writer, read_group_file(path), FAST)
     assert len(changed.fit_ids) == 3 and all(fit_id.endswith("/v2") for fit_id in changed.fit_ids)
     with writer(home.registry) as con:
         versions = con.execute("SELECT count(*) FROM group_settings WHERE group_name = 'trio'").fetchone()[0]
+        assert not set(stale_group_members(con, load_groups(home)))
     assert versions == 2
 
 
