@@ -71,7 +71,8 @@ def make_lab(folder: Path, n_families: int, seed: int) -> tuple[list[Path], dict
         D = N * 10 ** rng.uniform(0.3, 2.7, n)  # 2-500 tokens per parameter
         noise = 0.004
         curved = i % CURVE_SHARE == 0
-        target = curves[(i // CURVE_SHARE) % CURVE_FILES] if curved else finals[i % FINAL_FILES]
+        k = i // CURVE_SHARE if curved else i - i // CURVE_SHARE - 1  # the family's number among its kind
+        target = curves[k % CURVE_FILES] if curved else finals[k % FINAL_FILES]
         if curved:
             steps = max(2, POINTS_PER_CURVE_FAMILY // n)
             fraction = np.linspace(1.0 / steps, 1.0, steps)

@@ -124,9 +124,17 @@ def ui(
     os.execv(command[0], command)
 
 
-app = registry_app({"demo": demo, "refit": refit_command, "ui": ui})
+#: The commands that run Dagster jobs (Dagster is imported inside them, never before a read command runs).
+JOB_COMMANDS = {"demo": demo, "refit": refit_command, "ui": ui}
+
+
+def __getattr__(name: str):
+    """``app``: every command, built when first asked for (tests); ``scalereg`` builds only the one it runs."""
+    if name == "app":
+        return registry_app(JOB_COMMANDS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """The ``scalereg`` entry point."""
-    run_command_line(app)
+    run_command_line(extra=JOB_COMMANDS)

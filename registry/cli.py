@@ -10,18 +10,17 @@ traceback: bad input is recorded in the registry, a busy registry is reported wi
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import duckdb
 import typer
 
-from registry.cli_planning import allocate_command, coefficients_command, fit_command, history_command
 from registry.db import RegistryBusy, RegistryMissing, reader, sql_problem, writer
 from registry.disk import is_no_space, no_space
 from registry.home import Home
-from registry.importers.commands import import_command
 from registry.output import EXIT_BAD_INPUT, EXIT_BUSY, TABLE_ROWS, FormatOption, check_format, fail, render, to_json
 
 
@@ -158,22 +157,43 @@ def runs_command(
         typer.echo(render(read.runs(con, family), fmt))
 
 
-#: Every command of the registry, by the name a user types.
-COMMANDS: dict[str, Callable[..., Any]] = {
+#: Every command of the registry, by the name a user types: the function, or where to find it
+#: (``"module:function"``, imported only when that command runs or the help lists every command, so a
+#: read such as ``scalereg coefficients`` loads only what it uses).
+COMMANDS: dict[str, Callable[..., Any] | str] = {
     "ingest": ingest,
+    "suggest-mapping": suggest_mapping_command,
     "sql": sql,
     "runs": runs_command,
-    "coefficients": coefficients_command,
-    "suggest-mapping": suggest_mapping_command,
-    "allocate": allocate_command,
-    "history": history_command,
-    "fit": fit_command,
-    "import": import_command,
+    "coefficients": "registry.cli_planning:coefficients_command",
+    "allocate": "registry.cli_planning:allocate_command",
+    "history": "registry.cli_planning:history_command",
+    "fit": "registry.cli_planning:fit_command",
+    "import": "registry.importers.commands:import_command",
 }
 
 
-def registry_app(extra: dict[str, Callable[..., Any]] | None = None) -> typer.Typer:
-    """The command line: the registry's commands and any ``extra`` ones (those that run Dagster jobs)."""
+def _resolved(command: Callable[..., Any] | str) -> Callable[..., Any]:
+    if callable(command):
+        return command
+    module, name = command.split(":")
+    return getattr(import_module(module), name)
+
+
+def requested(commands: Mapping[str, object], argv: Sequence[str] | None = None) -> str | None:
+    """The command the command line names (its first word), when it is one of ``commands``."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return words[0] if words and words[0] in commands else None
+
+
+def registry_app(
+    extra: Mapping[str, Callable[..., Any] | str] | None = None, only: str | None = None
+) -> typer.Typer:
+    """The command line: the registry's commands and any ``extra`` ones (those that run Dagster jobs).
+
+    With ``only``, just that command is imported and registered (what :func:`main` does when the
+    command line names one): a read does not pay for importing every other command's modules.
+    """
     app = typer.Typer(
         name="scalereg",
         help="Scaling-law registry: validated training runs in DuckDB, fitted laws and compute-optimal allocations.",
@@ -181,13 +201,23 @@ def registry_app(extra: dict[str, Callable[..., Any]] | None = None) -> typer.Ty
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for name, command in (COMMANDS | (extra or {})).items():
-        app.command(name)(command)
+    app.callback()(_root)  # a group even when only one command is registered: ``scalereg NAME ...`` parses alike
+    for name, command in (COMMANDS | dict(extra or {})).items():
+        if only is None or name == only:
+            app.command(name)(_resolved(command))
     return app
 
 
-#: The registry's commands alone, for tests and notebooks; ``scalereg`` itself is :func:`pipelines.cli.main`.
-app = registry_app()
+def _root() -> None:
+    """Scaling-law registry: validated training runs in DuckDB, fitted laws and compute-optimal allocations."""
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the registry's commands alone, for tests and notebooks (built when first asked for);
+    ``scalereg`` itself is :func:`pipelines.cli.main`."""
+    if name == "app":
+        return registry_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _one_line(error: typer.TyperException) -> str:
@@ -197,12 +227,15 @@ def _one_line(error: typer.TyperException) -> str:
     return f"{text} (see '{context.command_path} --help')" if context is not None else text
 
 
-def main(command_line: typer.Typer = app) -> None:
-    """Run a command line, turning the errors users can cause into one clear line each.
+def main(command_line: typer.Typer | None = None, extra: Mapping[str, Callable[..., Any] | str] | None = None) -> None:
+    """Run a command line (default: the registry's commands and ``extra``, only the one named being imported),
+    turning the errors users can cause into one clear line each.
 
     Exit codes: 0 done, 1 bad input (or a full disk), 2 a wrong invocation, 3 the registry is busy,
     4 an allocation that is not trusted (``allocate`` without --allow-untrusted).
     """
+    if command_line is None:
+        command_line = registry_app(extra, only=requested(COMMANDS | dict(extra or {})))
     try:
         code = command_line(standalone_mode=False)  # usage errors come back to us instead of a boxed message
     except typer.TyperException as error:

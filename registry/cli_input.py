@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from laws.law import Law
+if TYPE_CHECKING:  # the laws (scipy) load only for commands that use one
+    from laws.law import Law
 
 #: What --as-of accepts, said in every refusal.
 AS_OF_FORMS = (

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import polars as pl
 import typer
+
+if TYPE_CHECKING:  # polars is imported where a frame is rendered: reads that print JSON never load it
+    import polars as pl
 
 FORMATS = ("table", "csv", "json")
 #: Rows a table shows (the command says how many more there were).
@@ -50,6 +52,8 @@ def to_json(value: Any) -> str:
 def render(frame: pl.DataFrame, fmt: str, json_columns: Sequence[str] = ()) -> str:
     """The frame as a table (at most :data:`TABLE_ROWS` rows), CSV or JSON; ``json_columns`` hold JSON text
     (DuckDB's JSON type), nested as values in JSON output rather than quoted as strings."""
+    import polars as pl
+
     if fmt == "json":
         rows = frame.to_dicts()
         for row in rows:
