@@ -38,6 +38,7 @@ loss_name = "train"
 family_from = "tags.family"
 params = "params.n_params"
 tokens_per_step = "params.tokens_per_step"
+unique_tokens = "tags.unique_tokens"
 """
 
 
@@ -94,7 +95,9 @@ def _train(client, experiment_id: str, name: str, params: float, last_step: int,
     """What a training script logs: its config as params, the family as a tag, the loss every few steps."""
     from mlflow.entities import Metric, Param, RunTag
 
-    run = client.create_run(experiment_id, run_name=name, tags={"family": "MLflow Sweep"})
+    # two epochs over half the tokens, written as people write it (a suffix)
+    unique = f"{last_step * TOKENS_PER_STEP / 2 / 1e6:.10g}M"
+    run = client.create_run(experiment_id, run_name=name, tags={"family": "MLflow Sweep", "unique_tokens": unique})
     run_id = run.info.run_id
     steps = [0] + [last_step * (i + 1) // LOGS for i in range(LOGS)]
     now = int(time.time() * 1000)
@@ -143,17 +146,17 @@ def test_finished_runs_are_imported_with_their_logged_values(tracker: dict, firs
     assert (first.ingest.rows_accepted, first.ingest.runs_added) == (30, 30)
     with reader(tracker["home"].registry) as con:
         runs = con.execute(
-            "SELECT r.run_name, r.family, r.params, r.tokens, r.loss, r.loss_name, r.final_step, t.tracker_run_id "
+            "SELECT r.run_name, r.family, r.params, r.tokens, r.unique_tokens, r.loss, r.loss_name, r.final_step, t.tracker_run_id "
             "FROM runs r JOIN tracker_runs t USING (source_id, row_number)"
         ).fetchall()
         points = dict(con.execute("SELECT r.run_name, count(*) FROM run_points p JOIN runs r USING (run_id) GROUP BY 1").fetchall())
     assert len(runs) == 30
-    for name, family, params, tokens, loss, loss_name, final_step, tracker_run_id in runs:
+    for name, family, params, tokens, unique_tokens, loss, loss_name, final_step, tracker_run_id in runs:
         run_id, logged_params, last_step = tracker["finished"][name]
         assert tracker_run_id == run_id
         assert (family, loss_name, final_step) == ("mlflow-sweep", "train", last_step)
         assert params == logged_params
-        assert tokens == last_step * TOKENS_PER_STEP
+        assert tokens == last_step * TOKENS_PER_STEP and unique_tokens == pytest.approx(tokens / 2, rel=1e-9)
         assert loss == pytest.approx(law(logged_params, last_step * TOKENS_PER_STEP), rel=1e-12)
         assert points[name] == LOGS  # the step-0 value (no token trained yet) is no point of the curve
     assert first.points_left_out == 31  # one per finished run read: the 30 and the unreadable one
