@@ -18,11 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +41,7 @@ DEFAULT_BUDGETS = (1e18, 1e27)
 PARAMETER_NAMES = tuple(sorted({name for law in LAWS.values() for name in law.param_names}))
 
 FitOn = Literal["final", "checkpoints", "auto"]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 BootstrapUnit = Literal["run", "point", "auto"]
 Text = Annotated[str, Field(min_length=1)]
 
@@ -230,24 +231,33 @@ def _message(error: Mapping[str, Any]) -> str:
     return text.removeprefix("Value error, ")
 
 
-def read_family_file(path: Path) -> FamilySettings:
-    """Read and check one ``<family>.toml``; every mistake names the file and the key."""
+def read_declared(
+    path: Path, model: type[ModelT], *, problem: type[ValueError], kind: str,
+    where: Callable[[tuple], str], message: Callable[[Mapping[str, Any]], str],
+) -> ModelT:
+    """Read a TOML file named for its key (a family's, a group's) and validate it as ``model``; every mistake
+    is a ``problem`` naming the file and the key (``where`` spells a location, ``message`` the error)."""
     shown = display_path(path)
-    family = path.stem
-    if problem := family_problem(family):
-        raise FamilySettingsProblem(f"{shown}: the file name must be the family key: {problem}")
+    if bad := family_problem(path.stem):
+        raise problem(f"{shown}: the file name must be the {kind} key: {bad}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise FamilySettingsProblem(f"{shown}: not UTF-8 text; save it as UTF-8.") from None
+        raise problem(f"{shown}: not UTF-8 text; save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as error:
-        raise FamilySettingsProblem(f"{shown}: not valid TOML ({error}); fix that line.") from None
+        raise problem(f"{shown}: not valid TOML ({error}); fix that line.") from None
     try:
-        declared = FamilyFile.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as invalid:
         error = invalid.errors()[0]
-        where = _where(error["loc"])
-        raise FamilySettingsProblem(f"{shown}: {where + ': ' if where else ''}{_message(error)}") from None
+        key = where(error["loc"])
+        raise problem(f"{shown}: {key + ': ' if key else ''}{message(error)}") from None
+
+
+def read_family_file(path: Path) -> FamilySettings:
+    """Read and check one ``<family>.toml``; every mistake names the file and the key."""
+    declared = read_declared(path, FamilyFile, problem=FamilySettingsProblem, kind="family", where=_where, message=_message)
+    family, shown = path.stem, display_path(path)
     top = declared.exclude_top_loss
     return FamilySettings(
         family=family,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,12 +24,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from laws.chinchilla import CHINCHILLA
 from laws.joint import joint_law_name
 from laws.objectives import OBJECTIVES
 from registry.db import one
+from registry.family_settings import read_declared
 from registry.home import PUBLISHED_DIR, Home
 from registry.ingest import display_path
 from schemas.families import family_problem
@@ -164,22 +164,8 @@ def _message(error: Mapping[str, Any]) -> str:
 
 def read_group_file(path: Path) -> GroupSettings:
     """Read and check one ``<group>.toml``; every mistake names the file and the key."""
-    shown = display_path(path)
-    name = path.stem
-    if problem := family_problem(name):
-        raise GroupSettingsProblem(f"{shown}: the file name must be the group's key: {problem}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise GroupSettingsProblem(f"{shown}: not UTF-8 text; save it as UTF-8.") from None
-    except tomllib.TOMLDecodeError as error:
-        raise GroupSettingsProblem(f"{shown}: not valid TOML ({error}); fix that line.") from None
-    try:
-        declared = GroupFile.model_validate(data)
-    except ValidationError as invalid:
-        error = invalid.errors()[0]
-        where = _where(error["loc"])
-        raise GroupSettingsProblem(f"{shown}: {where + ': ' if where else ''}{_message(error)}") from None
+    declared = read_declared(path, GroupFile, problem=GroupSettingsProblem, kind="group", where=_where, message=_message)
+    name, shown = path.stem, display_path(path)
     return GroupSettings(
         group=name, members=tuple(declared.members), shared=tuple(declared.shared), law=declared.law,
         objective=declared.objective, huber_delta=declared.huber_delta, shared_exponent=declared.shared_exponent,

@@ -20,7 +20,7 @@ from registry.refit_batch import refit_families
 from registry.settings import FitSettings
 from tests.synthetic import HOFFMANN, chinchilla_runs, write_runs
 
-FAST = FitSettings(bootstrap_resamples=200, other_law_resamples=20)
+FAST = FitSettings(bootstrap_resamples=100, other_law_resamples=10, profile_points=10)
 #: three corpora with one irreducible loss, their own terms (the known truth); "odd" has another E and exponents
 TRUTHS = {
     "web": HOFFMANN,
