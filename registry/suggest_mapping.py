@@ -95,6 +95,7 @@ class Draft:
     chosen: dict[str, Choice]
     run_name: tuple[str, ...] = ()
     where: str | None = None
+    family_column: str | None = None  # a column naming the data or family, when the file has one
     rejected: tuple[tuple[str, str, str], ...] = ()  # (column, role, why)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -105,8 +106,11 @@ class Draft:
             f"# Draft mapping for {self.path.name} ({self.rows} rows), written by scalereg suggest-mapping.",
             "# Check every line against the file, then: scalereg ingest FILE --mapping THIS.toml",
             *(f"# {note}" for note in self.notes),
-            f"family = {q(slugify(self.path.stem) or 'my-family')}  # the unit of a fit: one architecture, data and recipe",
         ]
+        if self.family_column:
+            lines.append(f"family_column = {q(self.family_column)}  # each value a family (slugified): one architecture, data and recipe")
+        else:
+            lines.append(f"family = {q(slugify(self.path.stem) or 'my-family')}  # the unit of a fit: one architecture, data and recipe")
         if "loss" in self.chosen:
             lines.append(f"loss_name = {q(self.chosen['loss'].column)}")
         if self.delimiter:
@@ -260,6 +264,20 @@ def _where(frame: pl.DataFrame) -> str | None:
     return f'{state} == "finished"' if re.fullmatch(r"[A-Za-z_][\w./:-]*", state) else f'`{state}` == "finished"'
 
 
+#: Names of a column whose values are families: the training data or the model family of each run.
+_FAMILY = ("family", "data", "dataset", "data_mix", "model_family", "corpus")
+
+
+def _family_column(frame: pl.DataFrame) -> str | None:
+    """A text column named as a family or dataset with a few values, each shared by several rows."""
+    for name in frame.columns:
+        if normalised(name) in _FAMILY and frame.schema[name] == pl.String:
+            values = frame.get_column(name).n_unique()
+            if 1 < values <= min(50, frame.height // 2):
+                return name
+    return None
+
+
 def suggest(path: Path) -> Draft:
     """A draft mapping for ``path`` (see the module docstring)."""
     frame, delimiter = _read(path)
@@ -310,5 +328,6 @@ def suggest(path: Path) -> Draft:
         notes.append(f"{frame.height - columns[chosen['loss'].column].given} rows have no {chosen['loss'].column!r}: where keeps the others")
     return Draft(
         path=path, rows=frame.height, delimiter=delimiter, chosen=chosen, run_name=run_name, where=where,
+        family_column=_family_column(frame),
         rejected=tuple(rejected), notes=tuple(notes),
     )

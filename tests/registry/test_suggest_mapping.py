@@ -107,10 +107,15 @@ def test_a_spreadsheet_gets_suffixes_log10_ln_a_run_identity_a_filter_and_reject
 
 def test_suggest_mapping_prints_the_draft_and_names_a_missing_loss(tmp_path):
     """In process (the registry's command line, without Dagster): a subprocess would cost seconds of imports."""
-    path = write_csv(tmp_path / "w.csv", "Name,num_params,train_tokens,accuracy\nr1,1.2e8,2.4e9,0.41\nr2,3.5e8,7e9,0.52")
+    path = write_csv(
+        tmp_path / "w.csv",
+        "Name,data,num_params,train_tokens,accuracy\nr1,c4,1.2e8,2.4e9,0.41\nr2,c4,3.5e8,7e9,0.52\n"
+        "r3,pile,1.2e8,2.4e9,0.43\nr4,pile,3.5e8,7e9,0.55",
+    )
     done = CliRunner().invoke(app, ["suggest-mapping", str(path)])
     assert done.exit_code == 0, done.output
     assert 'params = "num_params"' in done.output and 'tokens = "train_tokens"' in done.output
+    assert 'family_column = "data"' in done.output  # two datasets, each shared by two runs
     assert '# loss = "?"  no column looks like loss: name it here' in done.output
     missing = CliRunner().invoke(app, ["suggest-mapping", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "no such file" in missing.output
