@@ -318,17 +318,28 @@ def record_family_settings(
     were recorded. Append-only: going back to an earlier version adds a row again, so the table
     reads as the family's history. The caller chooses the transaction.
     """
+    items = settings.values() if isinstance(settings, Mapping) else settings
+    return record_versions(con, "family_settings", [(item.family, item) for item in items])
+
+
+#: The versioned settings tables and the column naming what each row's settings belong to.
+SETTINGS_TABLES = {"family_settings": "family", "group_settings": "group_name"}
+
+
+def record_versions(con: duckdb.DuckDBPyConnection, table: str, items: Iterable[tuple[str, Any]]) -> list[Any]:
+    """Append ``(key, settings)`` pairs to ``table`` (of :data:`SETTINGS_TABLES`) whose version differs from the
+    key's latest row; returns the settings recorded. The settings have ``settings_version``, ``canonical_json()``
+    and ``source``."""
+    column = SETTINGS_TABLES[table]  # the names come from this table, never from the caller's data
     recorded = []
     now = datetime.now(timezone.utc)
-    for item in settings.values() if isinstance(settings, Mapping) else settings:
-        latest = one(
-            con, "SELECT version FROM family_settings WHERE family = ? ORDER BY loaded_at DESC LIMIT 1", [item.family]
-        )
+    for key, item in items:
+        latest = one(con, f"SELECT version FROM {table} WHERE {column} = ? ORDER BY loaded_at DESC LIMIT 1", [key])  # noqa: S608
         if latest is not None and latest[0] == item.settings_version:
             continue
         con.execute(
-            "INSERT INTO family_settings (family, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",
-            [item.family, item.settings_version, item.canonical_json(), item.source, now],
+            f"INSERT INTO {table} ({column}, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",  # noqa: S608
+            [key, item.settings_version, item.canonical_json(), item.source, now],
         )
         recorded.append(item)
     return recorded

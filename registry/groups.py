@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from laws.chinchilla import CHINCHILLA
 from laws.joint import joint_law_name
 from laws.objectives import OBJECTIVES
-from registry.db import one
-from registry.family_settings import read_declared
+from registry.family_settings import read_declared, record_versions
 from registry.home import PUBLISHED_DIR, Home
 from registry.ingest import display_path
 from schemas.families import family_problem
@@ -205,17 +203,5 @@ def record_group_settings(
 
     Append-only, like ``family_settings``: the table reads as the group's history. Returns those recorded.
     """
-    recorded = []
-    now = datetime.now(timezone.utc)
-    for item in groups.values() if isinstance(groups, Mapping) else groups:
-        latest = one(
-            con, "SELECT version FROM group_settings WHERE group_name = ? ORDER BY loaded_at DESC LIMIT 1", [item.group]
-        )
-        if latest is not None and latest[0] == item.settings_version:
-            continue
-        con.execute(
-            "INSERT INTO group_settings (group_name, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",
-            [item.group, item.settings_version, item.canonical_json(), item.source, now],
-        )
-        recorded.append(item)
-    return recorded
+    items = groups.values() if isinstance(groups, Mapping) else groups
+    return record_versions(con, "group_settings", [(item.group, item) for item in items])
