@@ -60,7 +60,7 @@ def test_the_command_line_has_every_command_once_and_the_registry_part_needs_no_
 
     from pipelines.cli import app
 
-    registry_commands = {"ingest", "sql", "runs", "coefficients", "allocate", "history", "fit", "import"}
+    registry_commands = {"ingest", "suggest-mapping", "sql", "runs", "coefficients", "allocate", "history", "fit", "import"}
     assert set(typer.main.get_command(app).commands) == registry_commands | {"demo", "refit", "ui"}
     probe = (
         "import sys, typer, registry.cli as cli; "
