@@ -147,7 +147,7 @@ def test_the_checks_of_gates_that_hold_a_fit_are_blocking_and_the_others_are_not
     assert {name for name, blocking in specs.items() if blocking} == {
         "design", "converged", "plausible", "extrapolation", "interval_width", "finite_parameters",
     }
-    assert {name for name, blocking in specs.items() if not blocking} == {"identifiability", "approaches_agree"}
+    assert {name for name, blocking in specs.items() if not blocking} == {"identifiability", "approaches_agree", "group_sharing"}
 
 
 def test_a_held_fit_fails_its_blocking_check_and_the_published_version_stays(home, tmp_path):
