@@ -10,6 +10,7 @@ traceback: bad input is recorded in the registry, a busy registry is reported wi
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from pathlib import Path
@@ -35,9 +36,11 @@ def ingest(
     mapping: Annotated[Optional[Path], typer.Option(help="a TOML mapping describing the file's columns")] = None,
     preset: Annotated[Optional[str], typer.Option(help="an export's own shape: wandb-runs, wandb-history or wandb-offline (a run folder); with --mapping")] = None,
     fmt: FormatOption = "table",
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar (none is drawn when not on a terminal either)")] = False,
 ) -> None:
     """Validate and ingest one file; rejected rows are kept in `rejects` with their reasons."""
     from registry.adapters.base import FileProblem
+    from registry.progress import Progress, progress_bar, report
     from registry.importers.wandb import PRESETS
     from registry.ingest import ingest_path, read_ahead
     from schemas.families import family_problem
@@ -54,10 +57,15 @@ def ingest(
              else f"--preset {preset} reads the file through a mapping: add --mapping MAP.toml naming the N, D and loss columns")
     adapter = preset or "mapping"
     home = Home.from_env().ensure()
+    started = time.perf_counter()
     try:
-        ahead = read_ahead(path, adapter=adapter, mapping=mapping, family=family)  # the slow part, before the writer is taken
-        with writer(home.registry) as con:
-            report = ingest_path(con, home, path, adapter=adapter, family=family, mapping=mapping, kind="internal", ahead=ahead)
+        with progress_bar(f"ingest {_shown(path.name)}", quiet=quiet):  # on a terminal's stderr: read, then stored
+            report(Progress(done=0, total=2, elapsed=0.0, unit="steps", detail="reading"))
+            ahead = read_ahead(path, adapter=adapter, mapping=mapping, family=family)  # the slow part, before the writer is taken
+            report(Progress(done=1, total=2, elapsed=time.perf_counter() - started, unit="steps", detail="storing"))
+            with writer(home.registry) as con:
+                outcome = ingest_path(con, home, path, adapter=adapter, family=family, mapping=mapping, kind="internal", ahead=ahead)
+            report(Progress(done=2, total=2, elapsed=time.perf_counter() - started, unit="steps", detail="stored"))
     except FileProblem as problem:
         fail(str(problem))
     except OSError as error:  # unreadable (permissions, a vanished file): nothing was recorded
@@ -65,19 +73,19 @@ def ingest(
             raise  # not the file's fault: main names the folder that is full
         fail(f"{path}: cannot be read ({error.strerror or error}); check the file and its permissions, then try again")
     if fmt == "json":
-        typer.echo(to_json(report.as_dict()))
+        typer.echo(to_json(outcome.as_dict()))
     else:
         typer.echo(
-            f"{_shown(report.name)}: {report.status}; rows read {report.rows_read}, accepted {report.rows_accepted}, "
-            f"rejected {report.rows_rejected}; runs added {report.runs_added}"
-            + (f"; families: {', '.join(report.families)}" if report.families else "")
+            f"{_shown(outcome.name)}: {outcome.status}; rows read {outcome.rows_read}, accepted {outcome.rows_accepted}, "
+            f"rejected {outcome.rows_rejected}; runs added {outcome.runs_added}"
+            + (f"; families: {', '.join(outcome.families)}" if outcome.families else "")
         )
-        if report.error:
-            typer.echo(f"  {_shown(report.error)}")
-        if report.rows_rejected and report.status == "ingested":
-            hint = f"select row_number, reasons from rejects where source_id = {report.source_id}"  # noqa: S608 - shown, not run
+        if outcome.error:
+            typer.echo(f"  {_shown(outcome.error)}")
+        if outcome.rows_rejected and outcome.status == "ingested":
+            hint = f"select row_number, reasons from rejects where source_id = {outcome.source_id}"  # noqa: S608 - shown, not run
             typer.echo(f'  see the reasons: scalereg sql "{hint}"')
-    if report.status == "failed":
+    if outcome.status == "failed":
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
