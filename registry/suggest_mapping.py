@@ -50,7 +50,7 @@ EXACT: dict[str, tuple[str, ...]] = {
 #: Patterns (on the normalised name) that make a column a candidate, weaker than an exact name.
 PATTERNS: dict[str, re.Pattern] = {
     "params_non_embedding": re.compile(r"(param|^n_).*(no_?emb|non_?emb)"),
-    "params": re.compile(r"param|model_size|parameter_count"),
+    "params": re.compile(r"param|model_size|parameter_count|^n_(b|bn|m|t|billions?|millions?)$"),
     "unique_tokens": re.compile(r"unique.*tok"),
     "tokens": re.compile(r"tokens?($|_)|^d_"),
     "flops": re.compile(r"flop"),
@@ -64,6 +64,13 @@ _PERPLEXITY = re.compile(r"ppl|perplexity")
 _LOG = re.compile(r"(^|_)log(10)?(_|$)")
 _FLOP_UNIT_NAMES = {"gflop": "gflops", "tflop": "tflops", "pflop_day": "pflop_days", "pf_day": "pflop_days",
                     "petaflop_day": "pflop_days", "pflop": "pflops", "eflop": "eflops", "zflop": "zflops"}
+#: Counts whose name gives their unit: "N (B)", "tokens_billions", "params_m".
+_COUNT_UNITS = {
+    "trillions": re.compile(r"(^|_)(t|trillions?)$"),
+    "billions": re.compile(r"(^|_)(b|bn|billions?)$"),
+    "millions": re.compile(r"(^|_)(m|millions?)$"),
+}
+_SCALES = {"trillions": 1e12, "billions": 1e9, "millions": 1e6}
 _SUFFIXED = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*[KkMmBbGgTt]\s*$")
 #: Rejected candidates listed per canonical column; a wide export has dozens of losses.
 SHOWN_REJECTS = 8
@@ -194,8 +201,12 @@ def _fits(column: _Column, role: str) -> tuple[str | None, str]:
     if _in_range(median * scale, role):
         suffix = ", size suffixes read" if column.suffixed else ""
         return (unit or ("suffix" if column.suffixed else "")), f"median {median * scale:.3g}{suffix}" + (f" (in {unit})" if unit else "")
+    scaled = next((t for t, pattern in _COUNT_UNITS.items() if pattern.search(column.key)), None)
+    if scaled and _in_range(median * _SCALES[scaled], role):
+        return scaled, f"in {scaled} by its name (median {median:.3g} -> {median * _SCALES[scaled]:.3g})"
     if (_LOG.search(column.key) or median < 40) and _in_range(10**median, role):
-        return "log10", f"log10 values (median {median:.3g} -> {10**median:.3g})"
+        unsure = "" if _LOG.search(column.key) else "; check: a count in other units reads the same"
+        return "log10", f"log10 values (median {median:.3g} -> {10**median:.3g}){unsure}"
     return None, f"median {median * scale:.3g}, outside {low:.0e}-{high:.0e}"
 
 

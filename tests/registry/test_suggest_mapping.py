@@ -119,3 +119,10 @@ def test_suggest_mapping_prints_the_draft_and_names_a_missing_loss(tmp_path):
     assert '# loss = "?"  no column looks like loss: name it here' in done.output
     missing = CliRunner().invoke(app, ["suggest-mapping", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "no such file" in missing.output
+
+
+def test_a_count_whose_name_gives_its_unit_is_read_in_that_unit_not_as_log10(tmp_path):
+    """7 in a column "N (B)" is 7e9 parameters; read as log10 it would be 1e7, also a plausible size."""
+    draft, _ = draft_of(write_csv(tmp_path / "u.csv", "N (B),tokens_b,loss\n7,140,2.1\n13,260,2.0\n1,20,2.5"), tmp_path)
+    assert draft["columns"] == {"params": "N (B)", "tokens": "tokens_b", "loss": "loss"}
+    assert draft["transforms"] == {"params": "billions", "tokens": "billions"}
