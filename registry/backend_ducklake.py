@@ -203,6 +203,11 @@ class Session:
             return "another writer"
         return f"{row[0] or 'another client'}" + (f" from {row[1]}" if row[1] else "")
 
+    def catalog_exists(self) -> bool:
+        """Whether DuckLake's metadata tables are in the database (asked of PostgreSQL: attaching to find out
+        would race the writer creating them)."""
+        return self._one("SELECT to_regclass('public.ducklake_snapshot')")[0] is not None
+
     def next_source_id(self, floor: int) -> int:
         """A fresh source id from the catalog's sequence, above every id already stored (``floor``)."""
         self._one(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE}")

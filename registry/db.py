@@ -77,7 +77,12 @@ class RegistryBusy(RuntimeError):
     def __init__(self, path: Path, waited: float, holder: str = "another process has it open", advice: str = TRY_AGAIN):
         self.path = path
         self.waited = waited
+        self.holder, self.advice = holder, advice
         super().__init__(f"the registry {path} is busy: {holder}; waited {waited:.1f} s. {advice}")
+
+    def __reduce__(self) -> tuple:
+        """Picklable with its arguments, so a busy registry in a worker process reaches the parent as itself."""
+        return type(self), (self.path, self.waited, self.holder, self.advice)
 
 
 class RegistryMissing(FileNotFoundError):
@@ -110,6 +115,11 @@ def migrations() -> list[tuple[int, str, str]]:
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def newest_version() -> int:
+    """The schema version the migrations shipped with this code reach."""
+    return migrations()[-1][0]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, lake: bool = False) -> int:
@@ -306,14 +316,14 @@ def _lake_writer(catalog: Catalog, wait: float) -> Iterator[duckdb.DuckDBPyConne
     session = Session.open(catalog)
     con = None
     try:
-        if catalog not in _MIGRATED:
+        if catalog not in _MIGRATED and not _lake_current(catalog, session):
             try:
-                with session.claimed(["catalog"], wait):
+                with session.claimed(["catalog"], wait):  # the first writers: one creates and migrates, the others wait
                     con = connect(catalog, read_only=False)
                     migrate(con, lake=True)
             except ClaimTimeout as timeout:
                 raise RegistryBusy(catalog.describe(), timeout.waited, f"{timeout.holder} is migrating it", TRY_AGAIN) from None
-            _MIGRATED.add(catalog)
+        _MIGRATED.add(catalog)
         con = con or connect(catalog, read_only=False)
         _SESSIONS[id(con)] = session
         yield con
@@ -322,6 +332,19 @@ def _lake_writer(catalog: Catalog, wait: float) -> Iterator[duckdb.DuckDBPyConne
             _SESSIONS.pop(id(con), None)
             con.close()
         session.close()
+
+
+def _lake_current(catalog: Catalog, session: Session) -> bool:
+    """Whether the catalog exists at the newest schema version: then writers need no claim to open it."""
+    if not session.catalog_exists():
+        return False
+    con = connect(catalog, read_only=True)
+    try:
+        return one(con, "SELECT coalesce(max(version), 0) FROM schema_version")[0] >= newest_version()
+    except duckdb.CatalogException:
+        return False
+    finally:
+        con.close()
 
 
 @contextmanager
