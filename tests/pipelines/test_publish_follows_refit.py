@@ -88,3 +88,24 @@ def test_a_landing_file_leads_to_new_coefficients_allocations_and_exports_withou
 
     assert published_families(home) == ({"dropped"}, {"dropped"}, {"dropped"})
     assert automation_tick(daemon, after.cursor).total_requested == 0  # handled: nothing more to publish
+
+
+def test_a_refit_run_that_finds_nothing_new_shows_the_familys_card_again(home, daemon):
+    write_runs(home.landing / "sweep.csv", chinchilla_runs("steady"))
+    daemon.tick()
+    assert daemon.run(daemon.tick()).success
+    (request,) = refit_requests(daemon)
+    first = run_job(home, "refit", run_config=FAST, tags={"dagster/partition": request.partition_key})
+
+    again = run_job(home, "refit", run_config=FAST, tags={"dagster/partition": "steady"})  # what the nightly run does
+
+    def card(result):
+        (event,) = [e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("fits")]
+        return event
+    before, after = card(first), card(again)
+    assert after.partition == "steady" and after.metadata["refit"].value == "unchanged: nothing new to fit"
+    assert after.metadata["coefficients"] == before.metadata["coefficients"]  # the same fit, shown again
+    assert after.metadata["plot"] == before.metadata["plot"] and "alpha" in after.metadata
+    checks = {c.check_name: c for c in again.get_asset_check_evaluations()}
+    assert checks and all(c.partition == "steady" for c in checks.values())
+
