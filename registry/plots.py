@@ -72,7 +72,7 @@ def _isoflop_panel(ax, card: FamilyCard, params: dict[str, float]) -> None:
         ax.plot(frontier.n_opt, frontier.predicted_loss, color="crimson", lw=1.5, label="law at compute-optimal N, D")
         ax.set_title(f"{card.family}: loss against model size")
         ax.legend(loc="best", fontsize=7)
-    ax.set(xscale="log", xlabel="parameters N", ylabel=f"{card.loss_name} (nats)")
+    ax.set(xscale="log", xlabel="parameters N", ylabel=f"loss: {card.loss_name} (nats)")
 
 
 def _frontier_panel(ax, card: FamilyCard, params: dict[str, float]) -> None:
