@@ -10,7 +10,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 CHROMIUM := /usr/bin/chromium
 PORT ?= 3000
 
-.PHONY: setup browser demo lint test ui bench clean
+.PHONY: setup browser postgres demo lint test ui bench team clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -27,13 +27,18 @@ browser:  ## Debian's chromium for the UI test (Playwright drives it; nothing is
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the UI test needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
 
+postgres:  ## Debian's PostgreSQL server for the team backend's tests (each test session starts its own throw-away cluster)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "the team backend's tests need Debian's postgresql: sudo apt-get install -y postgresql" >&2; exit 1; fi; }
+
 demo: setup  ## ingest the shipped published datasets through the Dagster assets and print a summary
 	$(VENV)/bin/scalereg demo
 
 lint: setup  ## ruff: the default rules plus S608 (SQL built from strings); see [tool.ruff] in pyproject.toml
 	$(VENV)/bin/python -m ruff check .
 
-test: setup browser lint  ## ruff, then the whole test suite
+test: setup browser postgres lint  ## ruff, then the whole test suite
 	$(VENV)/bin/python -m pytest
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT) (default 3000: make ui PORT=3001) with the project's instance
@@ -47,3 +52,6 @@ bench: setup  ## the benchmarks (scale_bench: SCALE_FAMILIES=1000 takes 15-25 mi
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache
+
+team: setup postgres  ## a local team deployment to try: PostgreSQL, the registry on DuckLake, Dagster on PostgreSQL (README, "Running it for a team")
+	$(VENV)/bin/python deploy/team.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from registry.home import PROJECT_ROOT, Home
 
@@ -14,7 +15,8 @@ def prepare_dagster_home(home: Home) -> str:
     Kept outside pipelines/ so the CLI can set the environment before Dagster is imported.
     """
     home.ensure()
-    source = PROJECT_ROOT / "dagster.yaml"
+    # a team deployment names its own (deploy/dagster.yaml: storage in PostgreSQL, a run queue)
+    source = Path(os.environ.get("SCALEREG_DAGSTER_YAML") or PROJECT_ROOT / "dagster.yaml")
     target = home.dagster / "dagster.yaml"
     if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
         # written whole or not at all: a full disk must not leave Dagster a truncated configuration
