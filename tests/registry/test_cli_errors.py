@@ -189,3 +189,14 @@ def test_as_of_reads_dates_datetimes_and_named_days_as_utc_moments(text, moment)
 
 def test_given_coefficients_are_taken_exactly_as_given():
     assert law_params(get_law("chinchilla"), params()) == HOFFMANN
+
+
+def test_sql_says_how_many_rows_a_table_left_out_and_nests_json_columns(a_home, monkeypatch, capfd):
+    code, out, _, _ = run_scalereg(["sql", "select * from range(250)"], a_home["home"], monkeypatch, capfd)
+    assert code == 0 and out.rstrip().endswith("50 of 250 rows not shown; --format csv or json prints them all")
+
+    code, out, _, _ = run_scalereg(["sql", "select law, checks from fits order by law", "--format", "json"], a_home["home"],
+                                   monkeypatch, capfd)
+    rows = json.loads(out)
+    assert code == 0 and [r["law"] for r in rows] == ["chinchilla", "kaplan"]
+    assert rows[0]["checks"][0]["name"] == "design" and rows[0]["checks"][0]["passed"] is False  # a list, not JSON text
