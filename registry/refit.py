@@ -43,6 +43,7 @@ from registry.fit_store import (
     family_observations,
     latest_attempt,
     input_fingerprints,
+    latest_fits_state,
     latest_refit,
     laws_code_version,
     record_unchanged,
@@ -546,9 +547,16 @@ def stale_families(
     """
     loaded = _loaded(family_settings)
     science = laws_code_version()
+    fingerprints, newest_fits = input_fingerprints(con), latest_fits_state(con)
     stale = {}
     for family in families(con):
         declared = settings_for(family, loaded)
+        newest = newest_fits.get(family)
+        if newest and all(  # the family's rows, the science and its settings are those of its newest fits: no need to read
+            f is not None and f == fingerprints.get(family) and c.split("-")[0] == science and c.split("-")[-1] == declared.settings_version
+            for _, _, c, f, _ in newest
+        ):
+            continue
         version = data_version(family_observations(con, declared).runs)
         last = latest_refit(con, family)
         code = last[1].split("-") if last is not None else []
