@@ -108,6 +108,7 @@ def peak_rss_mib() -> float:
 def phase_ingest(home_dir: Path, files: list[Path]) -> dict:
     import duckdb
 
+    import registry.family_settings  # noqa: F401 - imported by the first ingest (scipy, via the laws): not timed
     from registry.db import writer
     from registry.home import Home
     from registry.ingest import ingest_path

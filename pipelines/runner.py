@@ -76,8 +76,9 @@ def run_job(
 def refit(home: Home, families: list[str] | None = None, run_config: dict | None = None) -> list[dg.ExecuteInProcessResult]:
     """Refit the given families (default: all) in one run, then refresh coefficients, allocations and exports.
 
-    Families with nothing new are recorded as unchanged without a run; when no family is left, nothing runs
-    (the published tables and exports already hold every fit). Held fits do not stop it: they are stored with their reasons and the publish job runs regardless.
+    Of all families (``families`` None), those with nothing new are recorded as unchanged without a run; when
+    no family is left, nothing runs (the published tables and exports already hold every fit). Held fits do
+    not stop it: they are stored with their reasons and the publish job runs regardless.
     """
     from pipelines.defs.fit_assets import FAMILIES
     from pipelines.defs.fit_config import RefitConfig, fit_settings
@@ -87,16 +88,19 @@ def refit(home: Home, families: list[str] | None = None, run_config: dict | None
     from registry.fit_store import families as registry_families
     from schemas.families import is_family_key
 
-    if families is None:
+    every = families is None
+    if every:
         with reader(home.registry) as con:
             families = registry_families(con)
     families = sorted(f for f in families if is_family_key(f))
-    # Families whose rows, laws code and settings are those of their newest fits are recorded as unchanged here,
-    # in one query and one transaction: a night with nothing new starts no run and reads no family's runs.
-    settings = fit_settings(RefitConfig(**(run_config or {}).get("ops", {}).get("fits", {}).get("config", {})))
-    with writer(home.registry) as con:
-        unchanged, _ = record_unchanged_families(con, families, settings, load_family_settings(home))
-    families = [f for f in families if f not in unchanged]
+    if every:
+        # Families whose rows, laws code and settings are those of their newest fits are recorded as unchanged here,
+        # in one query and one transaction: a night with nothing new starts no run and reads no family's runs.
+        # (Families named explicitly still run, so their cards are shown again, pictures included.)
+        settings = fit_settings(RefitConfig(**(run_config or {}).get("ops", {}).get("fits", {}).get("config", {})))
+        with writer(home.registry) as con:
+            unchanged, _ = record_unchanged_families(con, families, settings, load_family_settings(home))
+        families = [f for f in families if f not in unchanged]
     if not families:
         return []
     prepare_dagster_home(home)

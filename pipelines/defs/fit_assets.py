@@ -21,6 +21,9 @@ __all__ = ["FAMILIES", "FITS_KEY", "defs", "fits", "publish_job", "refit_job"]
 FIT_GROUP = "fits"
 #: Family cards read per visit to the registry after a refit of many families.
 CARDS_PER_VISIT = 50
+#: Cards carry their pictures in runs of at most this many families; the nightly refit of a whole lab draws none
+#: (a few seconds of matplotlib per family would cost more than the fits themselves).
+PLOTS_UP_TO = 50
 #: The published tables and the exports follow every refit, held fits included (a failed blocking check fails the
 #: refit step after every family's card is stored), so not ``eager()``: that waits for every family partition
 #: to be materialised and would leave the tables stale while any family is new or failed.
@@ -76,7 +79,7 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
         for refit, card in zip(chunk, cards):
             unchanged = ", ".join(refit.unchanged) or "none"
             context.log.info(f"{refit.family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
-            yield from fit_metadata.family_events(card, refit, settings, plots)
+            yield from fit_metadata.family_events(card, refit, settings, plots if len(refits) <= PLOTS_UP_TO else None)
     # the checks were evaluated per family above; their outputs carry nothing (as Dagster's own AssetCheckResult)
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))

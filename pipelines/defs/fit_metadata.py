@@ -104,7 +104,7 @@ def _plots(card: FamilyCard, settings: FitSettings, folder: Path) -> dict[str, d
     return metadata
 
 
-def card_metadata(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path) -> dict:
+def card_metadata(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path | None) -> dict:
     """What a family's partition page shows: statuses and reasons, coefficients with intervals, allocations
     at :data:`CARD_BUDGETS` with their verdicts, versions, run count, key numbers (charted by Dagster) and plots."""
     fits = card.fits
@@ -135,6 +135,8 @@ def card_metadata(card: FamilyCard, refit: FamilyRefit | None, settings: FitSett
     if card.overlaps.height:
         metadata["overlaps"] = table(card.overlaps)
     metadata |= {name: dg.MetadataValue.float(value) for name, value in card.key_numbers().items()}
+    if plots is None:  # a refit of many families: drawing every family's pictures would cost more than its fits
+        return metadata | {"plots": "not drawn in a refit of this many families; a refit of this family alone draws them"}
     return metadata | _plots(card, settings, plots)
 
 
@@ -174,10 +176,10 @@ def gate_evaluations(card: FamilyCard, settings: GateSettings) -> list[dg.AssetC
     return evaluations
 
 
-def family_events(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path) -> Iterator[FitEvent]:
+def family_events(card: FamilyCard, refit: FamilyRefit | None, settings: FitSettings, plots: Path | None) -> Iterator[FitEvent]:
     """The family partition's materialization (its card), then its gate evaluations."""
     yield dg.AssetMaterialization(
-        asset_key=FITS_KEY, partition=card.family, metadata=card_metadata(card, refit, settings, plots / card.family),
+        asset_key=FITS_KEY, partition=card.family, metadata=card_metadata(card, refit, settings, plots / card.family if plots else None),
         description=f"{card.family}: newest fit of each law ({PRIMARY_LAW} first on its page's plots)",
     )
     yield from gate_evaluations(card, settings.gates)
