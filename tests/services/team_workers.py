@@ -36,3 +36,22 @@ def refit(family: str) -> list[str]:
 
     home = Home.from_env().ensure()
     return list(refit_family(partial(writer, home.registry), family, FitSettings(**RESAMPLES)).fit_ids)
+
+
+def dagster_refit(family: str, run_config: dict) -> tuple[str, str]:
+    """Run the refit job for one family partition on the Dagster instance the environment names
+    (SCALEREG_DAGSTER_YAML: deploy/dagster.yaml, storage in PostgreSQL); (run id, status)."""
+    import dagster as dg
+
+    from pipelines.defs.fit_assets import FAMILIES
+    from registry.instance import prepare_dagster_home
+
+    home = Home.from_env().ensure()
+    prepare_dagster_home(home)
+    from pipelines.definitions import build_defs
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(FAMILIES.name, [family])
+        job = build_defs(home).resolve_job_def("refit")
+        result = job.execute_in_process(run_config=run_config, instance=instance, partition_key=family, raise_on_error=False)
+        return result.run_id, instance.get_run_by_id(result.run_id).status.value
