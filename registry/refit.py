@@ -49,7 +49,7 @@ from registry.fit_store import (
     record_unchanged,
     store_records,
 )
-from registry.db import transaction
+from registry.db import claimed, transaction
 from registry.gates import Gate, chinchilla_gates, design_gate, design_problems, law_gates, verdict
 from registry.overlaps import overlaps_for
 from registry.settings import FitSettings
@@ -657,5 +657,5 @@ def refit_family(
     with open_writer() as con:
         job = prepare_family(con, family, settings, declared, fingerprint=input_fingerprints(con, [family]).get(family))
     fitted = fit_family(job)
-    with open_writer() as con, transaction(con):
+    with open_writer() as con, claimed(con, f"family:{family}"), transaction(con):  # DuckLake: versions in turn
         return store_family(con, job, fitted)
