@@ -25,7 +25,7 @@ from registry.settings import FitSettings
 from tests.conftest import rows, write_csv
 from tests.synthetic import HOFFMANN, chinchilla_runs, write_runs
 
-FAST = FitSettings(bootstrap_resamples=100, other_law_resamples=10)
+FAST = FitSettings(bootstrap_resamples=30, other_law_resamples=10)
 HEADER = "family,run_name,params,tokens,loss"
 
 
