@@ -109,10 +109,9 @@ def connect(catalog: Catalog, read_only: bool) -> duckdb.DuckDBPyConnection:
 def _attach(catalog: Catalog, read_only: bool) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
-        con.execute(f"LOAD '{extension_file('duckdb_extension_postgres_scanner', 'postgres_scanner')}'")
-        con.execute(f"LOAD '{extension_file('duckdb_extension_ducklake', 'ducklake')}'")
-        options = f"DATA_PATH '{_quoted(catalog.data_path)}'" + (", READ_ONLY" if read_only else "")
-        con.execute(f"ATTACH '{_quoted('ducklake:postgres:' + catalog.dsn)}' AS lake ({options})")
+        con.load_extension(extension_file("duckdb_extension_postgres_scanner", "postgres_scanner"))
+        con.load_extension(extension_file("duckdb_extension_ducklake", "ducklake"))
+        con.execute(attach_statement(catalog, read_only))
     except BaseException:
         con.close()
         raise
@@ -133,6 +132,13 @@ def query_problem(query: str) -> str | None:
         return None
     return (f"the sql command reads only the registry's tables: {found.group(0).rstrip('( ')!r} reaches the catalog "
             "database or builds queries from text, and is refused")
+
+
+def attach_statement(catalog: Catalog, read_only: bool) -> str:
+    """ATTACH takes no query parameters, so the catalog's address and data path (configuration, never input
+    data) are written into it as SQL string literals, quotes doubled."""
+    options = f"DATA_PATH '{_quoted(catalog.data_path)}'" + (", READ_ONLY" if read_only else "")
+    return f"ATTACH '{_quoted('ducklake:postgres:' + catalog.dsn)}' AS lake ({options})"
 
 
 def _quoted(text: str) -> str:

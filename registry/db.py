@@ -117,6 +117,13 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+_SCHEMA_VERSION = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+    "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+_LAKE_SCHEMA_VERSION = _SCHEMA_VERSION.replace(" PRIMARY KEY", "")  # DuckLake has no keys
+
+
 def newest_version() -> int:
     """The schema version the migrations shipped with this code reach."""
     return migrations()[-1][0]
@@ -129,11 +136,7 @@ def migrate(con: duckdb.DuckDBPyConnection, lake: bool = False) -> int:
     upgrade leaves the registry at the last complete version. On DuckLake (``lake``) each migration
     is first translated (:func:`registry.backend_ducklake.translate`: no keys, checks or sequences).
     """
-    key = "" if lake else " PRIMARY KEY"
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS schema_version (version INTEGER{key}, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
+    con.execute(_LAKE_SCHEMA_VERSION if lake else _SCHEMA_VERSION)
     current = one(con, "SELECT coalesce(max(version), 0) FROM schema_version")[0]
     for version, name, sql in migrations():
         if version <= current:
