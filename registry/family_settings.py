@@ -322,25 +322,31 @@ def record_family_settings(
     return record_versions(con, "family_settings", [(item.family, item) for item in items])
 
 
-#: The versioned settings tables and the column naming what each row's settings belong to.
-SETTINGS_TABLES = {"family_settings": "family", "group_settings": "group_name"}
+#: The versioned settings tables, each with its two constant queries: the key's latest version, and the append.
+SETTINGS_TABLES = {
+    "family_settings": (
+        "SELECT version FROM family_settings WHERE family = ? ORDER BY loaded_at DESC LIMIT 1",
+        "INSERT INTO family_settings (family, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",
+    ),
+    "group_settings": (
+        "SELECT version FROM group_settings WHERE group_name = ? ORDER BY loaded_at DESC LIMIT 1",
+        "INSERT INTO group_settings (group_name, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",
+    ),
+}
 
 
 def record_versions(con: duckdb.DuckDBPyConnection, table: str, items: Iterable[tuple[str, Any]]) -> list[Any]:
     """Append ``(key, settings)`` pairs to ``table`` (of :data:`SETTINGS_TABLES`) whose version differs from the
     key's latest row; returns the settings recorded. The settings have ``settings_version``, ``canonical_json()``
     and ``source``."""
-    column = SETTINGS_TABLES[table]  # the names come from this table, never from the caller's data
+    latest_query, insert = SETTINGS_TABLES[table]
     recorded = []
     now = datetime.now(timezone.utc)
     for key, item in items:
-        latest = one(con, f"SELECT version FROM {table} WHERE {column} = ? ORDER BY loaded_at DESC LIMIT 1", [key])  # noqa: S608
+        latest = one(con, latest_query, [key])
         if latest is not None and latest[0] == item.settings_version:
             continue
-        con.execute(
-            f"INSERT INTO {table} ({column}, version, settings, source, loaded_at) VALUES (?, ?, ?::JSON, ?, ?)",  # noqa: S608
-            [key, item.settings_version, item.canonical_json(), item.source, now],
-        )
+        con.execute(insert, [key, item.settings_version, item.canonical_json(), item.source, now])
         recorded.append(item)
     return recorded
 
