@@ -34,7 +34,7 @@ def refit_killed_at_its_fits_step(home, bootstrap: int) -> None:
     """Start ``scalereg refit`` in its own process group and SIGKILL the group as soon as the fits step starts."""
     env = os.environ | {"SCALEREG_HOME": str(home.root)}
     refit = subprocess.Popen(
-        [SCALEREG, "refit", "--family", FAMILY, "--bootstrap", str(bootstrap)],
+        [SCALEREG, "refit", "--family", FAMILY, "--bootstrap", str(bootstrap), "--verbose"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     guard = threading.Timer(120, os.killpg, (refit.pid, signal.SIGKILL))  # never wait forever for the line

@@ -26,12 +26,12 @@ KILLED_REFIT = textwrap.dedent(
     import time
     from contextlib import contextmanager
     from functools import partial
-    import registry.fit_store as store
+    import registry.refit as refit
     from registry.db import writer
     from registry.home import Home
     from registry.refit import FitSettings, refit_family
 
-    real = store.transaction
+    real = refit.transaction
 
     @contextmanager
     def held_open(con):
@@ -40,7 +40,7 @@ KILLED_REFIT = textwrap.dedent(
             print("written, not committed", flush=True)
             time.sleep(60)
 
-    store.transaction = held_open
+    refit.transaction = held_open  # the transaction refit_family stores its family's fits in
     home = Home.from_env()
     refit_family(partial(writer, home.registry), "family-a", {SETTINGS})
     """
