@@ -39,7 +39,7 @@ lint: setup  ## ruff: the default rules plus S608 (SQL built from strings); see 
 	$(VENV)/bin/python -m ruff check .
 
 test: setup browser postgres lint  ## ruff, then the whole test suite
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT) (default 3000: make ui PORT=3001) with the project's instance
 	$(VENV)/bin/scalereg ui --port $(PORT)
