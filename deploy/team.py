@@ -39,6 +39,12 @@ def main() -> None:
         from registry.instance import prepare_dagster_home
 
         prepare_dagster_home(home)  # deploy/dagster.yaml into the home's Dagster folder
+        import dagster as dg
+
+        from pipelines.run_recovery import initialize_registry_pool
+
+        with dg.DagsterInstance.get() as instance:
+            initialize_registry_pool(instance)  # once, before any run (parallel first claims race on PostgreSQL)
         bin_dir = Path(sys.executable).parent
         workspace = str(ROOT / "deploy" / "workspace.yaml")
         children = [

@@ -131,3 +131,12 @@ def recovering_while_running(every: float = RECOVERY_INTERVAL_SECONDS) -> Iterat
     finally:
         stop.set()
         watcher.join(timeout=30)
+
+
+def initialize_registry_pool(instance: dg.DagsterInstance) -> None:
+    """Create the registry pool's limit once, before runs start in parallel.
+
+    Dagster creates a pool's limit on the pool's first claim. On PostgreSQL storage, runs that claim
+    it for the first time at the same moment all insert it; the losers' transactions are aborted and
+    those runs fail. A team deployment therefore creates it once, before it starts any run."""
+    instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)

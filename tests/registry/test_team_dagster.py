@@ -16,9 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import dagster as dg
 
+from pipelines.run_recovery import initialize_registry_pool
 from registry.db import reader, writer
 from registry.home import PROJECT_ROOT
 from registry.ingest import ingest_path
+from registry.instance import prepare_dagster_home
 from tests.conftest import rows
 from tests.services import team_workers
 from tests.synthetic import chinchilla_runs, write_runs
@@ -36,10 +38,14 @@ def test_refits_of_three_families_run_in_parallel_on_postgres_storage(lake, post
             data = write_runs(tmp_path / f"{family}.csv", chinchilla_runs(family, n_sizes=5, n_tokens=4, seed=i))
             assert ingest_path(con, home, data).status == "ingested"
 
+    monkeypatch.setenv("DAGSTER_HOME", str(home.dagster))
+    prepare_dagster_home(home)
+    with dg.DagsterInstance.get() as instance:
+        initialize_registry_pool(instance)  # as a deployment does before its first runs (see the function)
+
     with ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(team_workers.dagster_refit, FAMILIES, [FAST] * 3))
 
-    monkeypatch.setenv("DAGSTER_HOME", str(home.dagster))
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
