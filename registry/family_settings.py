@@ -154,8 +154,23 @@ class Exclusion:
     reason: str
 
 
+class VersionedSettings:
+    """Declared settings stored by version (:func:`record_versions`): the version is a hash of ``canonical()``."""
+
+    def canonical(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def settings_version(self) -> str:
+        """A stable short hash of the canonical JSON: equal settings, equal version, on any machine."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
-class FamilySettings:
+class FamilySettings(VersionedSettings):
     """How a family is fitted. A family without a settings file gets these defaults.
 
     ``source`` says where the settings were read (None: defaults); it is not part of the version,
@@ -195,14 +210,6 @@ class FamilySettings:
             "budget_max": float(self.budget_max),
             "distinct_from": [{"family": f, "reason": r} for f, r in sorted(self.distinct_from.items())],
         }
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def settings_version(self) -> str:
-        """A stable short hash of the canonical JSON: equal settings, equal version, on any machine."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
     @property
     def excluded_runs(self) -> frozenset[str]:

@@ -15,8 +15,6 @@ group refits it. :mod:`registry.group_refit` fits and publishes a group.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from laws.chinchilla import CHINCHILLA
 from laws.joint import joint_law_name
 from laws.objectives import OBJECTIVES
-from registry.family_settings import read_declared, record_versions
+from registry.family_settings import VersionedSettings, read_declared, record_versions
 from registry.home import PUBLISHED_DIR, Home
 from registry.ingest import display_path
 from schemas.families import family_problem
@@ -102,7 +100,7 @@ class GroupFile(BaseModel):
 
 
 @dataclass(frozen=True)
-class GroupSettings:
+class GroupSettings(VersionedSettings):
     """A declared group. ``source`` says where it was read; it is not part of the version."""
 
     group: str
@@ -126,14 +124,6 @@ class GroupSettings:
             "huber_delta": self.huber_delta,
             "shared_exponent": self.shared_exponent,
         }
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def settings_version(self) -> str:
-        """A stable short hash of the canonical JSON."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
     @property
     def joint_law(self) -> str:
