@@ -3,7 +3,10 @@
 The full ingest does everything a user relies on (content hash, archive copy, pandera
 validation, reasons for rejects, run ids, curve splitting into runs and run_points, one
 transaction); the baseline only loads the same CSV into a DuckDB table. Both write a DuckDB
-file on the same disk. Run: `.venv/bin/python bench/ingest_bench.py [rows]`.
+file on the same disk; each run ingests into a registry of its own, created (its tables made)
+before the clock starts, as a user's registry is before their first file. The two are
+interleaved, alternating which goes first, and the medians of five runs compared (target: the
+ingest takes at most 1.5x the bare load). Run: `.venv/bin/python bench/ingest_bench.py [rows]`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from registry.home import Home  # noqa: E402
 from registry.ingest import ingest_path  # noqa: E402
 
 STEPS_PER_RUN = 1000
+RUNS = 5
+TARGET = 1.5
 
 
 def make_curves(path: Path, n_rows: int, seed: int = 0) -> None:
@@ -64,6 +69,8 @@ def bare_load(csv: Path, work: Path) -> float:
 
 def full_ingest(csv: Path, work: Path) -> tuple[float, object]:
     home = Home.from_env(work / f"home-{time.monotonic_ns()}").ensure()
+    with writer(home.registry):
+        pass  # a new registry: its tables are made here, not timed
     start = time.perf_counter()
     with writer(home.registry) as con:
         report = ingest_path(con, home, csv)
@@ -78,17 +85,23 @@ def main() -> None:
         make_curves(csv, n_rows)
         print(f"file: {n_rows:,} rows, {csv.stat().st_size / 2**20:.1f} MiB; machine: {platform.processor() or platform.machine()}, "
               f"python {platform.python_version()}, duckdb {duckdb.__version__}, polars {pl.__version__}")
-        bare_load(csv, work)  # warm the page cache and imports
+        bare_load(csv, work)  # untimed runs of each first: the page cache and the imports are warm
+        full_ingest(csv, work)
         bares, fulls = [], []
-        for _ in range(3):
-            bares.append(bare_load(csv, work))
-            seconds, report = full_ingest(csv, work)
-            fulls.append(seconds)
+        for run in range(RUNS):
+            if run % 2:  # alternate which goes first, so neither always meets the other's leftovers
+                seconds, report = full_ingest(csv, work)
+                fulls.append(seconds)
+                bares.append(bare_load(csv, work))
+            else:
+                bares.append(bare_load(csv, work))
+                seconds, report = full_ingest(csv, work)
+                fulls.append(seconds)
         bare, full = statistics.median(bares), statistics.median(fulls)
-        print(f"bare DuckDB read_csv load : {bare:.3f} s (median of 3: {', '.join(f'{b:.3f}' for b in bares)})")
-        print(f"full scalereg ingest      : {full:.3f} s (median of 3: {', '.join(f'{f:.3f}' for f in fulls)})")
+        print(f"bare DuckDB read_csv load : {bare:.3f} s (median of {RUNS}: {', '.join(f'{b:.3f}' for b in bares)})")
+        print(f"full scalereg ingest      : {full:.3f} s (median of {RUNS}: {', '.join(f'{f:.3f}' for f in fulls)})")
         print(f"  rows read {report.rows_read:,}, accepted {report.rows_accepted:,}, rejected {report.rows_rejected:,}, runs {report.runs_added:,}")
-        print(f"ratio full / bare         : {full / bare:.2f}x (target <= 2x)")
+        print(f"ratio full / bare         : {full / bare:.2f}x (target <= {TARGET}x)")
 
 
 if __name__ == "__main__":

@@ -50,11 +50,18 @@ def _same_losses(loss: pl.Expr) -> pl.Expr:
 
 def within_file_collisions(points: pl.DataFrame, batch: Batch) -> pl.DataFrame:
     """(row_number, reason) for rows repeating an earlier row's point, and for rows of colliding runs."""
-    repeated = points.select(pl.struct(POINT_KEY).is_duplicated()).to_series()
-    if not repeated.any():
+    # Runs with fewer distinct (step, loss name) than points hold every repeat: counting per run is a fraction
+    # of the cost of hashing every point's whole key, and only those runs' points are looked at point by point.
+    run_key = POINT_KEY[:2]
+    suspect = (
+        points.group_by(run_key).agg(pl.len() > pl.struct(POINT_KEY[2:]).n_unique())
+        .filter(pl.col("len")).select(run_key)
+    )
+    if suspect.height == 0:
         return pl.DataFrame(schema=REJECT_SCHEMA)
+    points = points.join(suspect, on=run_key, how="semi", nulls_equal=True)
     groups = (
-        points.filter(repeated)
+        points.filter(pl.struct(POINT_KEY).is_duplicated())
         .with_columns(
             pl.col("row_number").min().over(POINT_KEY).alias("first_row"),
             _same_losses(pl.col("loss")).over(POINT_KEY).alias("repeat"),

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -201,31 +202,48 @@ def _archive(home: Home, path: Path, sha256: str) -> Path:
     return target
 
 
+@dataclass
+class _ArchiveCopy:
+    """An input's archive copy being made in a thread (see :func:`_archiving`)."""
+
+    made: bool  # this ingest makes the copy (else it is there already, from an earlier reading of the content)
+    copying: Future[Path]
+    stored: bool = False  # set once the input is stored: its copy stays
+
+    def path(self) -> Path:
+        """The complete copy; raises what copying raised (NoSpace on a full disk)."""
+        return self.copying.result()
+
+
 @contextmanager
-def _archived(home: Home, path: Path, sha256: str) -> Iterator[Path]:
-    """The input's archived copy for the block that stores its source: a copy made for a store that then
-    fails is removed again, so the archive holds only inputs the registry has (and a full disk gets its room back)."""
+def _archiving(home: Home, path: Path, sha256: str) -> Iterator[_ArchiveCopy]:
+    """The input's archive copy, made in a thread while the block reconciles the input: copying releases the
+    GIL, so the copy of a long file costs no time of its own. A copy made for an input that the block does not
+    store in the end (a failed write, rows not conserved) is removed again when the block ends, before the
+    failure is recorded, so the archive holds only inputs the registry has (and a full disk gets its room back)."""
     made = not _archive_target(home, path, sha256).exists()
-    archived = _archive(home, path, sha256)
-    try:
-        yield archived
-    except BaseException:
-        if made:
-            _discard_copy(archived)
-        raise
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive") as pool:
+        copy = _ArchiveCopy(made, pool.submit(_archive, home, path, sha256))
+        try:
+            yield copy
+        finally:
+            if made and not copy.stored and copy.copying.exception() is None:
+                _discard_copy(copy.copying.result())
 
 
 def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
     """One row per run from its final fitted point; compute is derived as 6ND only where not given."""
-    fit_points = points.filter(pl.col("fit_loss"))
     # Duplicates are already rejected, so (run, step) is unique among fitted points and the
     # final point is simply the one with the largest step (a run without steps has one point).
+    # Only the final point's position is found (lazily: four columns of a long file are read), then its
+    # row taken whole: gathering every column per group costs several times as much.
     last = pl.col("step").fill_null(-1).arg_max()
-    runs = (
-        fit_points.group_by(RUN_KEY, maintain_order=True)
-        .agg(pl.exclude(RUN_KEY).get(last))
-        .rename({"step": "final_step"})
+    final = (
+        points.lazy().select(*RUN_KEY, "step", "fit_loss").with_row_index("point").filter(pl.col("fit_loss"))
+        .group_by(RUN_KEY, maintain_order=True).agg(pl.col("point").get(last))
+        .collect().get_column("point")
     )
+    runs = points.select(pl.all().gather(final)).rename({"step": "final_step"})
     return runs.with_columns(
         pl.col("flops").is_null().alias("flops_derived"),
         pl.coalesce("flops", 6.0 * pl.col("params") * pl.col("tokens")).alias("flops"),
@@ -498,9 +516,12 @@ def store_batch(
     for files and for sources read by a caller of their own (a tracker import, registry/importers/)."""
     path = source.path
     try:
-        reconciled = _reconcile(con, batch, declared=declared, replacing=source.supersedes, validated=validated)
-        if reconciled.conserved:
-            return _store(con, home, source, reconciled)
+        with _archiving(home, path, source.sha256) as copy:
+            reconciled = _reconcile(con, batch, declared=declared, replacing=source.supersedes, validated=validated)
+            if reconciled.conserved:
+                report = _write(con, source, reconciled, copy.path())
+                copy.stored = True
+                return report
     except (NoSpace, duckdb.Error, pl.exceptions.PolarsError, tables.PanicException) as error:
         # The file's transaction was rolled back: record that it failed rather than leave no trace.
         # A full disk (the archive copy, DuckDB's write-ahead log) is not a bug: say which folder is full.
@@ -594,21 +615,23 @@ def _reconcile(
     # repeats keep their first row; rows of different runs sharing a run name are all rejected (registry/collisions.py)
     accepted, rejects = _rejecting(accepted, rejects, within_file_collisions(accepted, batch))
     run_ids = _run_ids(con, accepted.select(RUN_KEY).unique())
-
-    runs = _assemble_runs(accepted).join(run_ids, on=RUN_KEY, how="left")
+    # every accepted point with its run's id, joined once (a left join keeps the points' order and is the
+    # cheaper one; every accepted run has an id), then narrowed as rows are rejected
+    points = accepted.join(run_ids, on=RUN_KEY, how="left")
+    runs = _assemble_runs(points)
+    rows_before = points.height
     conflicts = _conflicts(con, runs, replacing)
     if conflicts.height:
         # A conflicting run loses all its rows. A run already stored with the same values loses its fitted
         # rows only: its other losses are checked below as extra losses of the stored run.
-        bad = runs.join(conflicts, on="run_id").select(RUN_KEY + ["same", "reason"])
-        rows = accepted.join(bad, on=RUN_KEY).filter(~pl.col("same") | pl.col("fit_loss"))
-        accepted, rejects = _rejecting(accepted, rejects, rows.select("row_number", "reason").unique())
+        rows = points.join(conflicts, on="run_id").filter(~pl.col("same") | pl.col("fit_loss"))
+        points, rejects = _rejecting(points, rejects, rows.select("row_number", "reason").unique())
         runs = runs.filter(~pl.col("run_id").is_in(conflicts.get_column("run_id").implode()))
-    points = accepted.join(run_ids, on=RUN_KEY)
-    accepted, rejects = _rejecting(accepted, rejects, extra_loss_rejects(con, points, runs, fitted, replacing))
-    # rows may have gone since: the runs are assembled again from exactly the accepted points
-    runs = _assemble_runs(accepted).join(run_ids, on=RUN_KEY, how="left")
-    points = accepted.join(run_ids, on=RUN_KEY)
+    points, rejects = _rejecting(points, rejects, extra_loss_rejects(con, points, runs, fitted, replacing))
+    if points.height != rows_before:
+        # a rejected row takes all its points with it, fitted ones of other runs' rows included (a wide row
+        # holds several losses): the runs are assembled again from exactly the accepted points
+        runs = _assemble_runs(points)
 
     reject_rows = (
         rejects.group_by("row_number", maintain_order=True).agg(pl.col("reason").unique(maintain_order=True).alias("reasons"))
@@ -617,22 +640,16 @@ def _reconcile(
     )
     # one point per row is the common case (a table of final values or one loss per step)
     one_point_per_row = batch.points.height == batch.rows_read
-    has_curves = not one_point_per_row or accepted.get_column("step").is_not_null().any()
-    has_extra_losses = not accepted.get_column("fit_loss").all()
+    has_curves = not one_point_per_row or points.get_column("step").is_not_null().any()
+    has_extra_losses = not points.get_column("fit_loss").all()
     return Reconciled(
         runs=runs,
         points=points if has_curves or has_extra_losses else None,
         reject_rows=reject_rows,
         rows_read=batch.rows_read,
-        rows_accepted=accepted.height if one_point_per_row else accepted.get_column("row_number").n_unique(),
+        rows_accepted=points.height if one_point_per_row else points.get_column("row_number").n_unique(),
         rows_rejected=reject_rows.height,
     )
-
-
-def _store(con: duckdb.DuckDBPyConnection, home: Home, source: IncomingSource, reconciled: Reconciled) -> IngestReport:
-    """Archive the input, then write its source row, runs, curve points and rejects in one transaction."""
-    with _archived(home, source.path, source.sha256) as archived:
-        return _write(con, source, reconciled, archived)
 
 
 def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: Reconciled, archived: Path) -> IngestReport:
@@ -657,7 +674,8 @@ def _write(con: duckdb.DuckDBPyConnection, source: IncomingSource, reconciled: R
                 [source_id, now],
             )
         if points is not None and points.height:
-            with registered(con, incoming_points=points):
+            # only the stored columns go to DuckDB: each registered column is converted for it
+            with registered(con, incoming_points=points.select("run_id", "step", "tokens", "loss_name", "loss")):
                 con.execute(
                     "INSERT INTO run_points (run_id, step, tokens, loss_name, loss, source_id) "
                     "SELECT run_id, step, tokens, loss_name, loss, ? FROM incoming_points",

@@ -80,12 +80,15 @@ def fitted_losses(
     """
     families = accepted.get_column("family").unique().to_list()
     in_registry = _registry_losses(con, families, replacing)
-    # the first loss the source fits for the family (any loss, should it mark none as fitted)
+    # the first loss the source fits for the family (any loss, should it mark none as fitted): the smallest
+    # row number, fitted losses ranked before all others; the first such point on ties (one pass, no sort)
+    # row number, fitted losses ranked before all others; the first such point on ties (one pass, no sort; lazy,
+    # so that only these four columns of a long file are read)
+    after_fitted = pl.when(pl.col("fit_loss")).then(0).otherwise(pl.col("row_number").max() + 1)
     first = (
-        offered.filter(pl.col("loss_name").is_not_null())
-        .sort(pl.col("fit_loss").not_(), "row_number", maintain_order=True)
-        .group_by("family", maintain_order=True)
-        .agg(pl.col("loss_name").first())
+        offered.lazy().filter(pl.col("loss_name").is_not_null())
+        .group_by("family").agg(pl.col("loss_name").get((pl.col("row_number") + after_fitted).arg_min()))
+        .collect()
     )
     first_offered = dict(first.iter_rows())
     return {f: in_registry.get(f) or declared.get(f) or first_offered[f] for f in families}
