@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pandera.polars as pa
+import polars as pl
 import pytest
 
+from registry.adapters.base import Batch, canonical
 from registry.ingest import ingest_path
+from registry.validate import validate
+from schemas.runs import IncomingPoint
 from tests.conftest import rows, write_csv
 
 GOOD = "fam,good,1e8,2e9,3.1"
@@ -88,3 +93,41 @@ def test_a_row_repeated_within_a_file_is_rejected_naming_the_first(con, home, tm
     report = ingest_lines(con, home, tmp_path, GOOD)
     assert (report.rows_accepted, report.rows_rejected) == (1, 1)
     assert reasons_of(con, report) == ["repeats row 1 of this file (same family, run, step and loss name); remove one of them"]
+
+
+def _batch_of(points: pl.DataFrame) -> Batch:
+    points = canonical(points.with_row_index("row_number", offset=1))
+    return Batch(points=points, raw=points, rows_read=points.height)
+
+
+def test_the_rows_rejected_are_exactly_those_pandera_fails_when_given_the_whole_frame():
+    """validate() has pandera report on the points failing a one-pass check; pandera on every point finds the same rows."""
+    good = {
+        "family": "fam", "run_name": "r", "params": 1e8, "params_non_embedding": 9e7, "tokens": 2e9, "unique_tokens": 2e9,
+        "flops": 1.2e18, "loss": 3.1, "loss_name": "val", "step": 5,
+    }
+    bad_values = [
+        ("params", -1.0), ("params", float("nan")), ("params", None), ("params", 1e16), ("params", float("inf")),
+        ("tokens", 0.0), ("tokens", 11.3), ("flops", -3.0), ("flops", float("-inf")), ("loss", 99.0), ("loss", 0.0),
+        ("loss", None), ("step", -1), ("family", "Bad Family"), ("family", None), ("loss_name", ""),
+        ("params_non_embedding", 0.0), ("unique_tokens", 5.0),
+    ]
+    records = [dict(good, run_name=f"r{i}") for i in range(200)]
+    for i, (column, value) in enumerate(bad_values):
+        records[7 * i + 3][column] = value
+    batch = _batch_of(pl.DataFrame(records, infer_schema_length=None))
+
+    accepted, rejects = validate(batch)
+
+    with pytest.raises(pa.errors.SchemaErrors) as whole:
+        IncomingPoint.validate(batch.points, lazy=True)
+    pandera_rows = set(batch.points.get_column("row_number").gather(whole.value.failure_cases.get_column("index")).to_list())
+    assert pandera_rows == {7 * i + 4 for i in range(len(bad_values))}  # row numbers count from 1
+    assert set(rejects.get_column("row_number").to_list()) == pandera_rows
+    assert accepted.height == 200 - len(bad_values)
+    assert rejects.group_by("row_number").len().height == len(bad_values)  # every bad row has its reason(s)
+    # pandera's report is read as before: a NaN is missing, once (not also "not finite"); a bad family is named
+    reasons = dict(rejects.group_by("row_number").agg("reason").iter_rows())
+    assert reasons[7 * 1 + 4] == ["params is missing (NaN); give a finite number"]
+    assert any("did you mean 'bad-family'?" in reason for reason in reasons[7 * 13 + 4])
+
