@@ -49,6 +49,19 @@ def report(progress: Progress, callback: ProgressCallback | None = None) -> None
         listener(progress)
 
 
+def every(seconds: float, callback: ProgressCallback) -> ProgressCallback:
+    """``callback`` told at most once per ``seconds`` of the work's time, and always of its first and last report:
+    what a log wants (each Dagster log line is an event stored with the run)."""
+    last: list[float] = []
+
+    def throttled(progress: Progress) -> None:
+        if not last or progress.done >= progress.total or progress.elapsed - last[0] >= seconds:
+            last[:] = [progress.elapsed]
+            callback(progress)
+
+    return throttled
+
+
 @contextmanager
 def listening(callback: ProgressCallback) -> Iterator[None]:
     """``callback`` hears every :func:`report` made while the block runs."""

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from multiprocessing import get_context
+
+from threadpoolctl import threadpool_limits
 
 from registry.db import claimed, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
@@ -32,8 +34,25 @@ from registry.settings import FitSettings
 READ_BATCH = 16
 #: Store at least this many finished families per transaction (or whatever is left at the end).
 STORE_BATCH = 25
+#: Families handed to the pool ahead of their results: enough to keep the workers busy while the caller records
+#: a stored batch (the pool's parent holds these families' observations meanwhile).
+AHEAD = 48
 #: Below this many families to fit, fitting in this process beats starting workers.
 MIN_FAMILIES_FOR_POOL = 4
+
+
+def one_blas_thread() -> None:
+    """Pool worker initializer: one BLAS thread per fitting process.
+
+    The fits are tiny (a few parameters, a few hundred runs); with BLAS's default of a thread per core,
+    every L-BFGS-B step's small factorisations wake threads that fight the other workers for the same
+    cores, and the fits ran several times slower than single-threaded.
+    """
+    global _LIMITS
+    _LIMITS = threadpool_limits(limits=1)
+
+
+_LIMITS = None
 
 
 def workers() -> int:
@@ -90,31 +109,51 @@ def refit_families(
     ``family_settings`` are every family's declared settings (default: the shipped ones); ``progress`` is
     called (and every open progress bar told) after each family is stored or found unchanged.
     """
+    done = {refit.family: refit for stored in refitting(open_writer, families, settings, family_settings=family_settings,
+                                                        progress=progress, n_workers=n_workers) for refit in stored}
+    return [done[f] for f in families]
+
+
+def refitting(
+    open_writer: OpenWriter, families: list[str], settings: FitSettings | None = None, *,
+    family_settings: Mapping[str, FamilySettings] | None = None, progress: ProgressCallback | None = None,
+    n_workers: int | None = None,
+) -> Iterator[list[FamilyRefit]]:
+    """:func:`refit_families`, yielding the families as they are stored: first those found unchanged, then each
+    batch of fitted ones once its transaction committed.
+
+    The caller may take its time with each batch (Dagster records every family's card and checks, several
+    events each): the pool keeps working meanwhile on the families already handed to it, up to
+    :data:`AHEAD` of them, so that showing results overlaps fitting the next.
+    """
     settings = settings or FitSettings()
     declared = shipped_family_settings() if family_settings is None else family_settings
     started = time.perf_counter()
     with open_writer() as con:
-        done, fingerprints = record_unchanged_families(con, families, settings, declared)
-    counts = {"fitted": 0, "unchanged": len(done)}
+        unchanged, fingerprints = record_unchanged_families(con, families, settings, declared)
+    counts = {"fitted": 0, "unchanged": len(unchanged), "done": len(unchanged)}
 
     def tell() -> None:
-        report(Progress(done=len(done), total=len(families), elapsed=time.perf_counter() - started,
+        report(Progress(done=counts["done"], total=len(families), elapsed=time.perf_counter() - started,
                         detail=f"{counts['fitted']} fitted, {counts['unchanged']} unchanged"), progress)
 
     tell()
-    queue = [f for f in families if f not in done]
+    if unchanged:
+        yield list(unchanged.values())
+    queue = [f for f in families if f not in unchanged]
     n_workers = n_workers or workers()
-    pool = (ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"))
+    pool = (ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=one_blas_thread)
             if n_workers > 1 and len(queue) >= MIN_FAMILIES_FOR_POOL else None)
-    finished: list[tuple[FamilyJob, list[LawFit]]] = []
+    ahead = max(2 * n_workers, AHEAD)
 
-    def store(batch: list[tuple[FamilyJob, list[LawFit]]]) -> None:
+    def store(batch: list[tuple[FamilyJob, list[LawFit]]]) -> list[FamilyRefit]:
         with open_writer() as con, claimed(con, *(f"family:{job.context.family}" for job, _ in batch)), transaction(con):
             stored = [store_family(con, job, fitted) for job, fitted in batch]  # claimed: versions numbered in turn on DuckLake
         for refit in stored:
-            done[refit.family] = refit
+            counts["done"] += 1
             counts["fitted" if refit.fitted else "unchanged"] += 1
             tell()
+        return stored
 
     def read(count: int) -> list[FamilyJob]:
         taken, queue[:] = queue[:count], queue[count:]
@@ -122,30 +161,31 @@ def refit_families(
             return [prepare_family(con, f, settings, settings_for(f, declared), fingerprint=fingerprints.get(f))
                     for f in taken]
 
+    finished: list[tuple[FamilyJob, list[LawFit]]] = []
+    running: dict[Future, FamilyJob] = {}
+    prepared: list[FamilyJob] = []
     try:
-        running: dict[Future, FamilyJob] = {}
-        prepared: list[FamilyJob] = []
         while queue or prepared or running:
             if not prepared and queue:
                 prepared = read(READ_BATCH)
             if pool is None:
-                finished.extend((job, fit_family(job) if job.to_fit else []) for job in prepared)
+                with threadpool_limits(limits=1):
+                    finished.extend((job, fit_family(job) if job.to_fit else []) for job in prepared)
                 prepared = []
             else:
-                while prepared and len(running) < 2 * n_workers:
+                while prepared and len(running) < ahead:
                     job = prepared.pop(0)
                     if job.to_fit:
                         running[pool.submit(fit_family, job)] = job
                     else:
                         finished.append((job, []))
-                if running and (prepared or not queue or len(running) >= 2 * n_workers):
+                if running and (prepared or not queue or len(running) >= ahead):
                     complete, _ = wait(running, return_when=FIRST_COMPLETED)
                     finished.extend((running.pop(future), future.result()) for future in complete)
             last = not (queue or prepared or running)
             if finished and (len(finished) >= STORE_BATCH or last or pool is None):
-                store(finished)
-                finished = []
+                batch, finished = finished, []
+                yield store(batch)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return [done[f] for f in families]

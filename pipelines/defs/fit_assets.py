@@ -12,15 +12,18 @@ from pipelines.defs.ingest_assets import REGISTRY_POOL
 from pipelines.defs.resources import RegistryResource
 from pipelines.defs.tables import table
 from registry.exports import write_exports
-from registry.family_card import family_card
+from registry.family_card import family_card, family_cards
 from registry.family_settings import load_family_settings, settings_for
 from registry.planning import allocations_latest, coefficient_rows, loss_law_statuses
-from registry.refit_batch import refit_families
+from registry.progress import every
+from registry.refit_batch import refitting
 
 __all__ = ["FAMILIES", "FITS_KEY", "defs", "fits", "publish_job", "refit_job"]
 FIT_GROUP = "fits"
 #: Family cards read per visit to the registry after a refit of many families.
-CARDS_PER_VISIT = 50
+CARDS_PER_VISIT = 200
+#: Seconds between the refit's progress lines in the run's log.
+LOG_EVERY = 10.0
 #: Cards carry their pictures in runs of at most this many families; the nightly refit of a whole lab draws none
 #: (a few seconds of matplotlib per family would cost more than the fits themselves).
 PLOTS_UP_TO = 50
@@ -58,7 +61,8 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     runs and code are unchanged is recorded as unchanged instead. A fit that fails a blocking check
     is held, and the previously published version stays the one planners read.
 
-    Every family's partition shows its card after every refit (unchanged families too): each law's
+    Every family's partition shows its card after every refit (unchanged families too; in a refit of more than
+    `PLOTS_UP_TO` families, an unchanged family keeps the card and checks of its last refit): each law's
     newest fit with its loss-law verdict (`published`, `held`, `failed`) and reason, coefficients with
     95% intervals, the allocation at 1e20-1e26 FLOPs with its verdict (`trusted`, `extrapolated`,
     `unidentified`, `approaches_disagree`), versions, run count, key numbers charted across refits,
@@ -69,17 +73,31 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     settings = fit_settings(config)
     declared = load_family_settings(registry.paths)  # the shipped families' settings and the home's own
     plots = registry.paths.root / "plots"
-    refits = refit_families(registry.writer, list(context.partition_keys), settings, family_settings=declared,
-                            progress=lambda p: context.log.info(f"refit {p.line()}"))
-    yield from _group_cards(registry, [refit.family for refit in refits], settings, declared, context.log)
-    for start in range(0, len(refits), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
-        chunk = refits[start:start + CARDS_PER_VISIT]
-        with registry.writer() as con:
-            cards = [family_card(con, settings_for(refit.family, declared)) for refit in chunk]
-        for refit, card in zip(chunk, cards):
-            unchanged = ", ".join(refit.unchanged) or "none"
-            context.log.info(f"{refit.family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
-            yield from fit_metadata.family_events(card, refit, settings, plots if len(refits) <= PLOTS_UP_TO else None)
+    families = list(context.partition_keys)
+    pictures = len(families) <= PLOTS_UP_TO
+    # A lab's refit shows again only the cards that changed: an unchanged family's page keeps its last card and
+    # checks (re-recording a thousand unchanged cards, ten events each, would cost minutes of a night with nothing new).
+    shown_before = set() if pictures else context.instance.get_materialized_partitions(FITS_KEY)
+    kept = 0
+    # each stored batch's cards are recorded while the pool fits the next families
+    for stored in refitting(registry.writer, families, settings, family_settings=declared,
+                            progress=every(LOG_EVERY, lambda p: context.log.info(f"refit {p.line()}"))):
+        shown = [refit for refit in stored if refit.fitted or refit.family not in shown_before]
+        kept += len(stored) - len(shown)
+        stored = shown
+        for start in range(0, len(stored), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
+            chunk = stored[start:start + CARDS_PER_VISIT]
+            with registry.writer() as con:
+                chosen = [settings_for(refit.family, declared) for refit in chunk]
+                cards = [family_card(con, s) for s in chosen] if pictures else family_cards(con, chosen)
+            for refit, card in zip(chunk, cards):
+                if pictures:  # a line per family; a lab's refit logs its counts instead (each log line is an event)
+                    unchanged = ", ".join(refit.unchanged) or "none"
+                    context.log.info(f"{refit.family}: fitted {', '.join(refit.fit_ids) or 'nothing'}; unchanged {unchanged}")
+                yield from fit_metadata.family_events(card, refit, settings, plots if pictures else None)
+    if kept:
+        context.log.info(f"{kept:,} unchanged families keep the cards and checks of their last refit")
+    yield from _group_cards(registry, families, settings, declared, context.log)
     # the checks were evaluated per family above; their outputs carry nothing (as Dagster's own AssetCheckResult)
     for key in context.selected_asset_check_keys:
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))

@@ -207,3 +207,29 @@ def test_the_automation_sensor_republishes_after_a_refit(home, tmp_path):
     published = ("coefficients", "allocations", "exports")
     assert after.total_requested == 3
     assert all(after.get_requested_partitions(dg.AssetKey(key)) == {None} for key in published)
+
+
+def test_a_refit_of_many_families_records_again_only_the_cards_that_changed(home, tmp_path, monkeypatch):
+    """Above PLOTS_UP_TO families (lowered here to two) an unchanged family keeps its last card and checks."""
+    from pipelines.defs import fit_assets
+
+    monkeypatch.setattr(fit_assets, "PLOTS_UP_TO", 2)
+    for family, seed in (("family-a", 0), ("family-b", 1), ("family-c", 2)):
+        ingest(home, tmp_path, chinchilla_runs(family, seed=seed))
+    with home_instance(home) as instance:
+        instance.add_dynamic_partitions(FAMILIES.name, ["family-a", "family-b", "family-c"])
+    tags = {"dagster/asset_partition_range_start": "family-a", "dagster/asset_partition_range_end": "family-c"}
+
+    def cards(result) -> dict[str, dict]:
+        return {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "fits"}
+
+    first = cards(run_job(home, "refit", run_config=FAST, tags=tags))
+    assert set(first) == {"family-a", "family-b", "family-c"}
+    assert "plot" not in first["family-a"] and first["family-a"]["coefficients"].records
+    ingest(home, tmp_path, chinchilla_runs("family-b", seed=7, size_range=(9.6, 10.0), n_sizes=2, prefix="big"))
+    second = run_job(home, "refit", run_config=FAST, tags=tags)
+    assert set(cards(second)) == {"family-b"}  # the two unchanged families keep their cards
+    assert {c.partition for c in second.get_asset_check_evaluations()} == {"family-b"}
+    with home_instance(home) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey("fits")) == {"family-a", "family-b", "family-c"}

@@ -82,3 +82,13 @@ def test_ingest_shows_progress_on_a_terminal_only(tmp_path):
     assert quiet_err == "" and quiet_out.startswith("runs-1-True.csv: ingested")
     piped_out, piped_err = _ingest(tmp_path, terminal=False)
     assert piped_err == "" and piped_out.startswith("runs-0-False.csv: ingested")
+
+
+def test_a_throttled_listener_hears_the_first_and_last_reports_and_at_most_one_per_interval():
+    from registry.progress import Progress, every
+
+    heard: list[int] = []
+    listener = every(10.0, lambda p: heard.append(p.done))
+    for done, elapsed in ((1, 0.5), (2, 3.0), (3, 9.0), (4, 10.6), (5, 12.0), (6, 21.0), (7, 22.0), (8, 23.0)):
+        listener(Progress(done=done, total=8, elapsed=elapsed))
+    assert heard == [1, 4, 6, 8]
