@@ -49,17 +49,20 @@ def _same_losses(loss: pl.Expr) -> pl.Expr:
 
 
 def within_file_collisions(points: pl.DataFrame, batch: Batch) -> pl.DataFrame:
-    """(row_number, reason) for rows repeating an earlier row's point, and for rows of colliding runs."""
-    # Runs with fewer distinct (step, loss name) than points hold every repeat: counting per run is a fraction
-    # of the cost of hashing every point's whole key, and only those runs' points are looked at point by point.
-    run_key = POINT_KEY[:2]
+    """(row_number, reason) for rows repeating an earlier row's point, and for rows of colliding runs.
+
+    ``points`` carry ``run``, a number per run (family, run name) of the file (see registry/ingest.py).
+    """
+    # Every repeat is in a run with fewer distinct (step, loss name) than points. They are counted by hash, per
+    # run number: a fraction of the cost of comparing every point's whole key, and two points sharing a hash only
+    # make their run a suspect; only suspects' points are then compared point by point.
     suspect = (
-        points.group_by(run_key).agg(pl.len() > pl.struct(POINT_KEY[2:]).n_unique())
-        .filter(pl.col("len")).select(run_key)
+        points.group_by("run").agg(pl.len() > pl.struct(POINT_KEY[2:]).hash().n_unique())
+        .filter(pl.col("len")).select("run")
     )
     if suspect.height == 0:
         return pl.DataFrame(schema=REJECT_SCHEMA)
-    points = points.join(suspect, on=run_key, how="semi", nulls_equal=True)
+    points = points.join(suspect, on="run", how="semi")
     groups = (
         points.filter(pl.struct(POINT_KEY).is_duplicated())
         .with_columns(

@@ -235,12 +235,13 @@ def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
     """One row per run from its final fitted point; compute is derived as 6ND only where not given."""
     # Duplicates are already rejected, so (run, step) is unique among fitted points and the
     # final point is simply the one with the largest step (a run without steps has one point).
-    # Only the final point's position is found (lazily: four columns of a long file are read), then its
-    # row taken whole: gathering every column per group costs several times as much.
+    # Only the final point's position is found (lazily: three columns of a long file are read; runs by their
+    # number, see _numbered_runs), then its row taken whole: gathering every column per group costs several times
+    # as much.
     last = pl.col("step").fill_null(-1).arg_max()
     final = (
-        points.lazy().select(*RUN_KEY, "step", "fit_loss").with_row_index("point").filter(pl.col("fit_loss"))
-        .group_by(RUN_KEY, maintain_order=True).agg(pl.col("point").get(last))
+        points.lazy().select("run", "step", "fit_loss").with_row_index("point").filter(pl.col("fit_loss"))
+        .group_by("run", maintain_order=True).agg(pl.col("point").get(last))
         .collect().get_column("point")
     )
     runs = points.select(pl.all().gather(final)).rename({"step": "final_step"})
@@ -251,11 +252,27 @@ def _assemble_runs(points: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _numbered_runs(points: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The points with ``run``, a number per run of the file, and the runs' keys (family, run name) with it.
+
+    The number is a 64-bit hash of the key, so that grouping and joining a million points costs integer work
+    rather than comparing strings each time. It is used only when no two runs of the file share it (checked:
+    as many numbers as keys); otherwise the runs are numbered by rank, exactly.
+    """
+    keys = points.select(RUN_KEY).unique()
+    for number in (pl.struct(RUN_KEY).hash(), pl.struct(RUN_KEY).rank("dense").cast(pl.UInt64)):
+        numbered = points.with_columns(number.alias("run"))
+        numbers = numbered.group_by("run").agg(pl.col(RUN_KEY).first())
+        if numbers.height == keys.height:
+            return numbered, numbers
+    raise AssertionError("ranks number every run")
+
+
 def _run_ids(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
     """Stable run ids: md5 of "family/run_name", so the same run from any file maps to one id."""
-    with registered(con, incoming_keys=runs.select(RUN_KEY)):
+    with registered(con, incoming_keys=runs.select("run", *RUN_KEY)):
         return con.sql(
-            "SELECT family, run_name, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM incoming_keys"
+            "SELECT run, substr(md5(family || '/' || run_name), 1, 16) AS run_id FROM incoming_keys"
         ).pl()
 
 
@@ -611,13 +628,12 @@ def _reconcile(
     """
     accepted, rejects = validated or validate(batch)
     fitted = fitted_losses(con, accepted, batch.points, declared or {}, replacing)
-    accepted = mark_fitted(accepted, fitted)
+    accepted, numbers = _numbered_runs(mark_fitted(accepted, fitted))
     # repeats keep their first row; rows of different runs sharing a run name are all rejected (registry/collisions.py)
     accepted, rejects = _rejecting(accepted, rejects, within_file_collisions(accepted, batch))
-    run_ids = _run_ids(con, accepted.select(RUN_KEY).unique())
-    # every accepted point with its run's id, joined once (a left join keeps the points' order and is the
-    # cheaper one; every accepted run has an id), then narrowed as rows are rejected
-    points = accepted.join(run_ids, on=RUN_KEY, how="left")
+    # every accepted point with its run's id, joined once (a left join keeps the points' order; every run has an
+    # id), then narrowed as rows are rejected
+    points = accepted.join(_run_ids(con, numbers), on="run", how="left")
     runs = _assemble_runs(points)
     rows_before = points.height
     conflicts = _conflicts(con, runs, replacing)
