@@ -40,6 +40,8 @@ from schemas.runs import COMPUTE_TOLERANCE, SAME_VALUE_RTOL
 
 ADAPTERS: dict[str, Callable[[Path], Batch]] = {"gadre": gadre.read, "olmo_ladder": olmo_ladder.read}
 RUN_KEY = ["family", "run_name"]
+#: How the runs of a file are numbered (see _numbered_runs): by a hash of their key, else exactly by rank.
+RUN_NUMBERS = (pl.struct(RUN_KEY).hash(), pl.struct(RUN_KEY).rank("dense").cast(pl.UInt64))
 #: Archived copies keep the input's name only as far as it is safe in any folder on any system.
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+=@-]+")
 MAX_ARCHIVE_NAME = 120
@@ -260,7 +262,7 @@ def _numbered_runs(points: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     as many numbers as keys); otherwise the runs are numbered by rank, exactly.
     """
     keys = points.select(RUN_KEY).unique()
-    for number in (pl.struct(RUN_KEY).hash(), pl.struct(RUN_KEY).rank("dense").cast(pl.UInt64)):
+    for number in RUN_NUMBERS:
         numbered = points.with_columns(number.alias("run"))
         numbers = numbered.group_by("run").agg(pl.col(RUN_KEY).first())
         if numbers.height == keys.height:

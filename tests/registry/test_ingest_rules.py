@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from registry.db import reader
 from registry.ingest import ingest_path
@@ -160,3 +161,21 @@ def test_the_registry_upgrades_an_older_schema(tmp_path):
     assert migrate(con) == migrations()[-1][0]
     assert {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()} >= {"sources", "runs", "run_points", "rejects"}
     con.close()
+
+
+def test_runs_whose_numbers_collide_are_numbered_exactly_and_keep_their_own_points(con, home, tmp_path, monkeypatch):
+    """A file's runs are numbered by a hash of their key; should two share it, ranks number them instead."""
+    from registry import ingest
+
+    every_run_seven = pl.lit(7, dtype=pl.UInt64)  # the worst hash: every run gets the same number
+    monkeypatch.setattr(ingest, "RUN_NUMBERS", (every_run_seven, ingest.RUN_NUMBERS[1]))
+    lines = [f"fam,r{run},{params},{step * 1e9},{4.0 - step / 10 - run / 100},{step}" for run, params in enumerate((1e8, 2e8, 4e8)) for step in (1, 2, 3)]
+    path = write_csv(tmp_path / "curves.csv", "\n".join(["family,run_name,params,tokens,loss,step", *lines]))
+
+    report = ingest_path(con, home, path)
+
+    assert (report.status, report.runs_added, report.rows_accepted, report.rows_rejected) == ("ingested", 3, 9, 0)
+    stored = rows(con, "SELECT run_name, params, final_step, round(loss, 6) FROM runs ORDER BY run_name")
+    assert stored == [("r0", 1e8, 3, 3.7), ("r1", 2e8, 3, 3.69), ("r2", 4e8, 3, 3.68)]
+    points = rows(con, "SELECT r.run_name, count(*) FROM run_points p JOIN runs r USING (run_id) GROUP BY ALL ORDER BY 1")
+    assert points == [("r0", 3), ("r1", 3), ("r2", 3)]
