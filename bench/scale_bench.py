@@ -206,14 +206,14 @@ def phase_pure(home_dir: Path, bootstrap: int, n_workers: int) -> dict:
     from registry.family_settings import shipped_family_settings, settings_for
     from registry.fit_store import families
     from registry.home import Home
-    from registry.refit import prepare_family
+    from registry.refit import prepare_families
     from registry.refit_batch import one_blas_thread
     from registry.settings import FitSettings
 
     settings = FitSettings(bootstrap_resamples=bootstrap)
     declared = shipped_family_settings()
     with reader(Home.from_env(home_dir).registry) as con:
-        jobs = [prepare_family(con, f, settings, settings_for(f, declared), code_version="bench") for f in families(con)]
+        jobs = prepare_families(con, [settings_for(f, declared) for f in families(con)], settings, code_version="bench")
     started = time.perf_counter()
     # the refit's own worker set-up (one BLAS thread each), so the two differ only by what surrounds the science
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=one_blas_thread) as pool:

@@ -19,7 +19,7 @@ import polars as pl
 from laws.catalog import LAWS
 from laws.intervals import Samples
 from registry.family_settings import FamilySettings
-from registry.fit_store import family_observations
+from registry.fit_store import family_observations, split_by_family
 from registry.overlaps import overlaps_for
 
 #: Budgets whose allocation a family's card lists (FLOPs); the key numbers are read at KEY_BUDGET.
@@ -188,13 +188,6 @@ def family_card(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> Fam
 
 
 
-def _by_family(frame: pl.DataFrame, families: list[str]) -> dict[str, pl.DataFrame]:
-    """``frame`` split by its ``family`` column (dropped); a family without rows gets an empty frame of its columns."""
-    parts = {key[0]: part.drop("family") for key, part in frame.partition_by("family", as_dict=True).items()}
-    empty = frame.drop("family").clear()
-    return {family: parts.get(family, empty) for family in families}
-
-
 def family_cards(con: duckdb.DuckDBPyConnection, settings: list[FamilySettings]) -> list[FamilyCard]:
     """The cards of many families without what only their pictures need (runs, bootstrap draws, profiles),
     in a handful of queries for all of them: what a refit of a whole lab shows on each family's page.
@@ -211,7 +204,7 @@ def family_cards(con: duckdb.DuckDBPyConnection, settings: list[FamilySettings])
         "allocations": con.execute(_ALLOCATIONS_OF, [fit_ids]).pl(),
         "overlaps": con.execute(_OVERLAPS_OF, [names]).pl(),
     }
-    per = {name: _by_family(frame, names) for name, frame in parts.items()}
+    per = {name: split_by_family(frame, names) for name, frame in parts.items()}
     loss_names = dict(con.execute(_LOSS_NAMES_OF, [names]).fetchall())
     return [
         FamilyCard(

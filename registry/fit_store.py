@@ -35,18 +35,19 @@ EXCLUDED_FLAGS = ("diverged",)
 
 # A family's fitted loss is the loss its runs carry, unless its settings name another: then a run
 # whose own loss is a different one contributes that loss from run_points (its final evaluation,
-# else its last step). The parameters are: family, flags, the settings' loss name (twice, NULL: the
-# runs' own), the loss name again for the extra losses.
+# else its last step). Read for many families at once (each read scans the run points). The
+# parameters are: the families, flags, the settings' loss name (twice, NULL: the runs' own), the loss
+# name again for the extra losses.
 _FIT_RUNS = """
     WITH chosen AS (
-        SELECT * FROM runs WHERE family = ? AND NOT list_has_any(flags, ?::VARCHAR[])
+        SELECT * FROM runs WHERE family IN (SELECT unnest(?::VARCHAR[])) AND NOT list_has_any(flags, ?::VARCHAR[])
     ),
     own AS (
-        SELECT run_id, run_name, params, tokens, unique_tokens, flops, flops_derived, loss
+        SELECT family, run_id, run_name, params, tokens, unique_tokens, flops, flops_derived, loss
         FROM chosen WHERE ?::VARCHAR IS NULL OR loss_name = ?
     ),
     extra AS (
-        SELECT r.run_id, r.run_name, r.params, coalesce(p.tokens, r.tokens) AS tokens, r.unique_tokens,
+        SELECT r.family, r.run_id, r.run_name, r.params, coalesce(p.tokens, r.tokens) AS tokens, r.unique_tokens,
                CASE WHEN p.tokens IS NULL OR p.tokens = r.tokens THEN r.flops ELSE 6 * r.params * p.tokens END AS flops,
                CASE WHEN p.tokens IS NULL OR p.tokens = r.tokens THEN r.flops_derived ELSE TRUE END AS flops_derived,
                p.loss
@@ -55,16 +56,20 @@ _FIT_RUNS = """
         QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY p.step DESC NULLS FIRST) = 1
     )
     SELECT * FROM own UNION ALL SELECT * FROM extra
-    ORDER BY run_id
+    ORDER BY family, run_id
 """
 
 # Every checkpoint of the fitted loss (the settings' loss, else each run's own).
 _FIT_CHECKPOINTS = """
-    SELECT r.run_id, r.run_name, r.params, p.tokens, r.unique_tokens, 6 * r.params * p.tokens AS flops,
+    SELECT r.family, r.run_id, r.run_name, r.params, p.tokens, r.unique_tokens, 6 * r.params * p.tokens AS flops,
            TRUE AS flops_derived, p.loss
     FROM runs r JOIN run_points p ON p.run_id = r.run_id AND p.loss_name = coalesce(?::VARCHAR, r.loss_name)
-    WHERE r.family = ? AND NOT list_has_any(r.flags, ?::VARCHAR[]) AND p.step > 0
-    ORDER BY r.run_id, p.step
+    WHERE r.family IN (SELECT unnest(?::VARCHAR[])) AND NOT list_has_any(r.flags, ?::VARCHAR[]) AND p.step > 0
+    ORDER BY r.family, r.run_id, p.step
+"""
+_COUNTS = """
+    SELECT family, count(*) FROM runs WHERE family IN (SELECT unnest(?::VARCHAR[])) AND NOT list_has_any(flags, ?::VARCHAR[])
+    GROUP BY family
 """
 #: With fewer distinct final token counts than this, final values cannot separate the data term
 #: from the irreducible loss (every Gemstones run ends at the same D), so checkpoints are fitted.
@@ -119,21 +124,45 @@ def family_observations(con: duckdb.DuckDBPyConnection, settings: FamilySettings
     ``fit_on = "auto"`` fits final values unless the runs' final points all sit at (nearly) one token
     count while the runs have curves; then each checkpoint of the fitted loss is an observation.
     """
+    return families_observations(con, [settings])[settings.family]
+
+
+def families_observations(con: duckdb.DuckDBPyConnection, settings: list[FamilySettings]) -> dict[str, Observations]:
+    """:func:`family_observations` of many families, read together: two scans of the run points per loss
+    name the families fit, rather than two per family."""
     flags = list(EXCLUDED_FLAGS)
+    found: dict[str, Observations] = {}
+    by_loss: dict[str | None, list[FamilySettings]] = {}
+    for declared in settings:
+        by_loss.setdefault(declared.loss_name, []).append(declared)
+    for loss, group in by_loss.items():
+        names = [declared.family for declared in group]
+        every = split_by_family(con.execute(_FIT_RUNS, [names, flags, loss, loss, loss]).pl(), names)
+        points = split_by_family(con.execute(_FIT_CHECKPOINTS, [loss, names, flags]).pl(), names)
+        totals = dict(con.execute(_COUNTS, [names, flags]).fetchall()) if loss is not None else {}
+        for declared in group:
+            family = declared.family
+            found[family] = _observations(declared, every[family], points[family], int(totals.get(family, 0)))
+    return found
+
+
+def split_by_family(frame: pl.DataFrame, families: list[str]) -> dict[str, pl.DataFrame]:
+    """``frame`` split by its ``family`` column (dropped), in its order; an empty frame for a family without rows."""
+    parts = {key[0]: part.drop("family") for key, part in frame.partition_by("family", as_dict=True, maintain_order=True).items()}
+    empty = frame.drop("family").clear()
+    return {family: parts.get(family, empty) for family in families}
+
+
+def _observations(settings: FamilySettings, every: pl.DataFrame, points: pl.DataFrame, total: int) -> Observations:
+    """One family's observations from its rows (``total``: its runs, for those without the fitted loss)."""
     loss = settings.loss_name
-    every = con.sql(_FIT_RUNS, params=[settings.family, flags, loss, loss, loss]).pl()
-    points = con.sql(_FIT_CHECKPOINTS, params=[loss, settings.family, flags]).pl()
     names = settings.excluded_runs
     runs = every.filter(~pl.col("run_name").is_in(list(names)))
     points = points.filter(~pl.col("run_name").is_in(list(names)))
     present = set(every.get_column("run_name").to_list())
     excluded = tuple(e for e in sorted(settings.exclude, key=lambda e: e.run) if e.run in present)
     missing = tuple(sorted(names - present))
-    without_loss = 0
-    if loss is not None:
-        (total,) = one(con, "SELECT count(*) FROM runs WHERE family = ? AND NOT list_has_any(flags, ?::VARCHAR[])",
-                       [settings.family, flags])
-        without_loss = int(total) - every.height
+    without_loss = total - every.height if loss is not None else 0
     curves = points if points.height > runs.height and _has_curves(points) else None
     distinct_tokens = runs.get_column("tokens").round_sig_figs(3).n_unique() if runs.height else 0
     wanted = {"final": False, "checkpoints": True, "auto": bool(runs.height) and distinct_tokens < MIN_DISTINCT_FINAL_TOKENS}

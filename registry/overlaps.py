@@ -65,12 +65,20 @@ def overlaps_for(con: duckdb.DuckDBPyConnection, family: str) -> list[FamilyOver
     Family pairs whose settings declare them distinct (``distinct_from``) are left out: they match
     by coincidence, not because they are the same runs.
     """
+    return overlaps_of(con, [family])[family]
+
+
+def overlaps_of(con: duckdb.DuckDBPyConnection, families: list[str]) -> dict[str, list[FamilyOverlap]]:
+    """:func:`overlaps_for` of many families in one query (each query matches runs across the registry)."""
     rows = con.execute(
         """
-        SELECT family_b, n_shared, n_runs FROM family_overlaps
-        WHERE family_a = ? AND NOT declared_distinct
-        ORDER BY n_shared DESC, family_b
+        SELECT family_a, family_b, n_shared, n_runs FROM family_overlaps
+        WHERE family_a IN (SELECT unnest(?::VARCHAR[])) AND NOT declared_distinct
+        ORDER BY family_a, n_shared DESC, family_b
         """,
-        [family],
+        [families],
     ).fetchall()
-    return [FamilyOverlap(other, int(shared), int(total)) for other, shared, total in rows]
+    found: dict[str, list[FamilyOverlap]] = {family: [] for family in families}
+    for family, other, shared, total in rows:
+        found[family].append(FamilyOverlap(other, int(shared), int(total)))
+    return found

@@ -40,6 +40,7 @@ from registry.fit_store import (
     Observations,
     data_version,
     families,
+    families_observations,
     family_observations,
     latest_attempt,
     input_fingerprints,
@@ -51,7 +52,7 @@ from registry.fit_store import (
 )
 from registry.db import claimed, transaction
 from registry.gates import Gate, chinchilla_gates, design_gate, design_problems, law_gates, verdict
-from registry.overlaps import overlaps_for
+from registry.overlaps import overlaps_of
 from registry.settings import FitSettings
 
 OpenWriter = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -580,19 +581,36 @@ def prepare_family(
     code_version: str | None = None, fingerprint: str | None = None,
 ) -> FamilyJob:
     """Read one family's observations and decide which of its laws changed (their data, code or settings)."""
-    code = code_version or settings.code_version(declared.settings_version)
-    observations = family_observations(con, declared)
-    version = data_version(observations.runs)
-    laws = supported_laws(observations)
-    attempts = {law.name: latest_attempt(con, family, law.name) for law in laws}
-    overlaps = tuple({"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps_for(con, family))
-    context = FitContext(
-        family=family, data_version=version, code_version=code, settings=settings, family_settings=declared,
-        observations=observations, overlaps=overlaps, input_fingerprint=fingerprint,
-    )
-    to_fit = tuple(law.name for law in laws if attempts[law.name] is None or attempts[law.name][:2] != (version, code))
-    unchanged = tuple(law.name for law in laws if law.name not in to_fit)
-    return FamilyJob(context=context, laws=tuple(laws), to_fit=to_fit, unchanged=unchanged)
+    (job,) = prepare_families(con, [declared], settings, code_version=code_version,
+                              fingerprints={family: fingerprint} if fingerprint else None)
+    return job
+
+
+def prepare_families(
+    con: duckdb.DuckDBPyConnection, declared: list[FamilySettings], settings: FitSettings,
+    code_version: str | None = None, fingerprints: Mapping[str, str] | None = None,
+) -> list[FamilyJob]:
+    """:func:`prepare_family` for many families, their runs and overlaps read together (each read scans the
+    registry's run points or matches runs across it, whatever the number of families asked for)."""
+    observed = families_observations(con, declared)
+    overlapping = overlaps_of(con, [d.family for d in declared])
+    jobs = []
+    for family_settings in declared:
+        family = family_settings.family
+        code = code_version or settings.code_version(family_settings.settings_version)
+        observations = observed[family]
+        version = data_version(observations.runs)
+        laws = supported_laws(observations)
+        attempts = {law.name: latest_attempt(con, family, law.name) for law in laws}
+        overlaps = tuple({"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlapping[family])
+        context = FitContext(
+            family=family, data_version=version, code_version=code, settings=settings, family_settings=family_settings,
+            observations=observations, overlaps=overlaps, input_fingerprint=(fingerprints or {}).get(family),
+        )
+        to_fit = tuple(law.name for law in laws if attempts[law.name] is None or attempts[law.name][:2] != (version, code))
+        unchanged = tuple(law.name for law in laws if law.name not in to_fit)
+        jobs.append(FamilyJob(context=context, laws=tuple(laws), to_fit=to_fit, unchanged=unchanged))
+    return jobs
 
 
 def fit_family(job: FamilyJob) -> list[LawFit]:

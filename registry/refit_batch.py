@@ -27,16 +27,16 @@ from registry.db import claimed, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
 from registry.fit_store import input_fingerprints, latest_fits_state
 from registry.progress import Progress, ProgressCallback, report
-from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_family, store_family
+from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_families, store_family
 from registry.settings import FitSettings
 
-#: Families read from the registry per visit (each visit opens the writer once).
-READ_BATCH = 16
+#: Families read from the registry per visit (each visit opens the writer once and scans the run points once).
+READ_BATCH = 48
 #: Store at least this many finished families per transaction (or whatever is left at the end).
 STORE_BATCH = 25
 #: Families handed to the pool ahead of their results: enough to keep the workers busy while the caller records
 #: a stored batch (the pool's parent holds these families' observations meanwhile).
-AHEAD = 48
+AHEAD = 64
 #: Below this many families to fit, fitting in this process beats starting workers.
 MIN_FAMILIES_FOR_POOL = 4
 
@@ -158,8 +158,7 @@ def refitting(
     def read(count: int) -> list[FamilyJob]:
         taken, queue[:] = queue[:count], queue[count:]
         with open_writer() as con:
-            return [prepare_family(con, f, settings, settings_for(f, declared), fingerprint=fingerprints.get(f))
-                    for f in taken]
+            return prepare_families(con, [settings_for(f, declared) for f in taken], settings, fingerprints=fingerprints)
 
     finished: list[tuple[FamilyJob, list[LawFit]]] = []
     running: dict[Future, FamilyJob] = {}
