@@ -81,7 +81,6 @@ def fitted_losses(
     families = accepted.get_column("family").unique().to_list()
     in_registry = _registry_losses(con, families, replacing)
     # the first loss the source fits for the family (any loss, should it mark none as fitted): the smallest
-    # row number, fitted losses ranked before all others; the first such point on ties (one pass, no sort)
     # row number, fitted losses ranked before all others; the first such point on ties (one pass, no sort; lazy,
     # so that only these four columns of a long file are read)
     after_fitted = pl.when(pl.col("fit_loss")).then(0).otherwise(pl.col("row_number").max() + 1)
