@@ -50,7 +50,8 @@ def predict(params: Mapping[str, float], N: np.ndarray, D: np.ndarray) -> np.nda
     N = np.asarray(N, float)
     D = np.asarray(D, float)
     an, ad = params["alpha_N"], params["alpha_D"]
-    return ((params["N_c"] / N) ** (np.divide(an, ad)) + params["D_c"] / D) ** ad
+    with np.errstate(over="ignore"):  # a scale that ran off (N_c ~ 1e55) overflows to inf, which callers reject
+        return ((params["N_c"] / N) ** (np.divide(an, ad)) + params["D_c"] / D) ** ad
 
 
 def log_model(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

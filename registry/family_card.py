@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -20,7 +21,7 @@ from laws.catalog import LAWS
 from laws.intervals import Samples
 from registry.family_settings import FamilySettings
 from registry.fit_store import family_observations, split_by_family
-from registry.overlaps import overlaps_for
+from registry.overlaps import FamilyOverlap, overlaps_for, overlaps_of
 
 #: Budgets whose allocation a family's card lists (FLOPs); the key numbers are read at KEY_BUDGET.
 CARD_BUDGETS = (1e20, 1e22, 1e24, 1e26)
@@ -57,10 +58,6 @@ _ALLOCATIONS_OF = """
            tokens_per_param_lo, tokens_per_param_hi, predicted_loss, status, reason
     FROM allocations
     WHERE list_contains(?::VARCHAR[], fit_id) AND inference_tokens = 0 ORDER BY family, law, compute
-"""
-_OVERLAPS_OF = """
-    SELECT family_a AS family, family_b, n_shared, n_runs FROM family_overlaps
-    WHERE family_a IN (SELECT unnest(?::VARCHAR[])) AND NOT declared_distinct ORDER BY family_a, n_shared DESC, family_b
 """
 _LOSS_NAMES_OF = """
     SELECT family, arg_max(loss_name, n) FROM (
@@ -156,6 +153,13 @@ def _loss_name(con: duckdb.DuckDBPyConnection, family: str, settings: FamilySett
     return found[0][0] if found and found[0][0] else "loss"
 
 
+def _overlaps_frame(overlaps: list[FamilyOverlap]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps],
+        schema={"family": pl.String, "n_shared": pl.Int64, "n_runs": pl.Int64},
+    )
+
+
 def family_card(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> FamilyCard:
     """The card of ``settings.family`` from the registry (its settings choose the observations shown)."""
     family = settings.family
@@ -180,15 +184,14 @@ def family_card(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> Fam
         runs=family_observations(con, settings).runs,
         samples=samples,
         profiles=profiles,
-        overlaps=pl.DataFrame(
-            [{"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps_for(con, family)],
-            schema={"family": pl.String, "n_shared": pl.Int64, "n_runs": pl.Int64},
-        ),
+        overlaps=_overlaps_frame(overlaps_for(con, family)),
     )
 
 
 
-def family_cards(con: duckdb.DuckDBPyConnection, settings: list[FamilySettings]) -> list[FamilyCard]:
+def family_cards(
+    con: duckdb.DuckDBPyConnection, settings: list[FamilySettings], overlaps: Mapping[str, list[FamilyOverlap]] | None = None,
+) -> list[FamilyCard]:
     """The cards of many families without what only their pictures need (runs, bootstrap draws, profiles),
     in a handful of queries for all of them: what a refit of a whole lab shows on each family's page.
 
@@ -202,15 +205,15 @@ def family_cards(con: duckdb.DuckDBPyConnection, settings: list[FamilySettings])
         "fits": fits,
         "coefficients": con.execute(_COEFFICIENTS_OF, [fit_ids]).pl(),
         "allocations": con.execute(_ALLOCATIONS_OF, [fit_ids]).pl(),
-        "overlaps": con.execute(_OVERLAPS_OF, [names]).pl(),
     }
     per = {name: split_by_family(frame, names) for name, frame in parts.items()}
+    overlapping = overlaps if overlaps is not None else overlaps_of(con, names)
     loss_names = dict(con.execute(_LOSS_NAMES_OF, [names]).fetchall())
     return [
         FamilyCard(
             family=s.family, loss_name=s.loss_name or loss_names.get(s.family) or "loss",
             fits=per["fits"][s.family], coefficients=per["coefficients"][s.family],
-            allocations=per["allocations"][s.family], overlaps=per["overlaps"][s.family].rename({"family_b": "family"}),
+            allocations=per["allocations"][s.family], overlaps=_overlaps_frame(overlapping[s.family]),
             runs=pl.DataFrame(), samples=None, profiles=pl.DataFrame(),
         )
         for s in settings

@@ -52,7 +52,7 @@ from registry.fit_store import (
 )
 from registry.db import claimed, transaction
 from registry.gates import Gate, chinchilla_gates, design_gate, design_problems, law_gates, verdict
-from registry.overlaps import overlaps_of
+from registry.overlaps import FamilyOverlap, overlaps_of
 from registry.settings import FitSettings
 
 OpenWriter = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -589,11 +589,15 @@ def prepare_family(
 def prepare_families(
     con: duckdb.DuckDBPyConnection, declared: list[FamilySettings], settings: FitSettings,
     code_version: str | None = None, fingerprints: Mapping[str, str] | None = None,
+    overlaps: Mapping[str, list[FamilyOverlap]] | None = None,
 ) -> list[FamilyJob]:
     """:func:`prepare_family` for many families, their runs and overlaps read together (each read scans the
-    registry's run points or matches runs across it, whatever the number of families asked for)."""
+    registry's run points or matches runs across it, whatever the number of families asked for).
+
+    ``overlaps``: every family's, when the caller read them once for many calls (see :func:`registry.overlaps.overlaps_of`).
+    """
     observed = families_observations(con, declared)
-    overlapping = overlaps_of(con, [d.family for d in declared])
+    overlapping = overlaps if overlaps is not None else overlaps_of(con, [d.family for d in declared])
     jobs = []
     for family_settings in declared:
         family = family_settings.family

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from registry.db import claimed, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
 from registry.fit_store import input_fingerprints, latest_fits_state
+from registry.overlaps import overlaps_of
 from registry.progress import Progress, ProgressCallback, report
 from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_families, store_family
 from registry.settings import FitSettings
@@ -131,6 +132,9 @@ def refitting(
     started = time.perf_counter()
     with open_writer() as con:
         unchanged, fingerprints = record_unchanged_families(con, families, settings, declared)
+        queue = [f for f in families if f not in unchanged]
+        # matching runs across the registry costs about the same for one family as for all: done once for many
+        overlaps = overlaps_of(con, queue) if len(queue) > READ_BATCH else None
     counts = {"fitted": 0, "unchanged": len(unchanged), "done": len(unchanged)}
 
     def tell() -> None:
@@ -140,7 +144,6 @@ def refitting(
     tell()
     if unchanged:
         yield list(unchanged.values())
-    queue = [f for f in families if f not in unchanged]
     n_workers = n_workers or workers()
     pool = (ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=one_blas_thread)
             if n_workers > 1 and len(queue) >= MIN_FAMILIES_FOR_POOL else None)
@@ -158,7 +161,8 @@ def refitting(
     def read(count: int) -> list[FamilyJob]:
         taken, queue[:] = queue[:count], queue[count:]
         with open_writer() as con:
-            return prepare_families(con, [settings_for(f, declared) for f in taken], settings, fingerprints=fingerprints)
+            return prepare_families(con, [settings_for(f, declared) for f in taken], settings, fingerprints=fingerprints,
+                                    overlaps=overlaps)
 
     finished: list[tuple[FamilyJob, list[LawFit]]] = []
     running: dict[Future, FamilyJob] = {}

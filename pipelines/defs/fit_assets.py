@@ -14,6 +14,7 @@ from pipelines.defs.tables import table
 from registry.exports import write_exports
 from registry.family_card import family_card, family_cards
 from registry.family_settings import load_family_settings, settings_for
+from registry.overlaps import overlaps_of
 from registry.planning import allocations_latest, coefficient_rows, loss_law_statuses
 from registry.progress import every
 from registry.refit_batch import refitting
@@ -78,6 +79,10 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     # A lab's refit shows again only the cards that changed: an unchanged family's page keeps its last card and
     # checks (re-recording a thousand unchanged cards, ten events each, would cost minutes of a night with nothing new).
     shown_before = set() if pictures else context.instance.get_materialized_partitions(FITS_KEY)
+    overlaps = None
+    if not pictures:  # matching runs across the registry costs about the same for one family as for all
+        with registry.writer() as con:
+            overlaps = overlaps_of(con, families)
     kept = 0
     # each stored batch's cards are recorded while the pool fits the next families
     for stored in refitting(registry.writer, families, settings, family_settings=declared,
@@ -89,7 +94,7 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
             chunk = stored[start:start + CARDS_PER_VISIT]
             with registry.writer() as con:
                 chosen = [settings_for(refit.family, declared) for refit in chunk]
-                cards = [family_card(con, s) for s in chosen] if pictures else family_cards(con, chosen)
+                cards = [family_card(con, s) for s in chosen] if pictures else family_cards(con, chosen, overlaps)
             for refit, card in zip(chunk, cards):
                 if pictures:  # a line per family; a lab's refit logs its counts instead (each log line is an event)
                     unchanged = ", ".join(refit.unchanged) or "none"

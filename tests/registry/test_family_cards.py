@@ -8,6 +8,7 @@ from registry.db import writer
 from registry.family_card import family_card, family_cards
 from registry.family_settings import settings_for, shipped_family_settings
 from registry.ingest import ingest_path
+from registry.overlaps import overlaps_of
 from registry.refit_batch import refit_families
 from registry.settings import FitSettings
 from tests.synthetic import chinchilla_runs, write_runs
@@ -28,6 +29,8 @@ def test_cards_read_together_equal_cards_read_one_by_one(home, tmp_path):
     with writer(home.registry) as con:
         together = family_cards(con, settings)
         alone = [family_card(con, s) for s in settings]
+        read_once = family_cards(con, settings, overlaps_of(con, families))  # a lab's refit reads the overlaps once
+    assert [c.overlaps.to_dicts() for c in read_once] == [c.overlaps.to_dicts() for c in together]
     assert [c.family for c in together] == families
     for batch, single in zip(together, alone):
         for part in ("fits", "coefficients", "allocations", "overlaps"):
