@@ -138,6 +138,11 @@ def exponent_histograms_png(card: FamilyCard) -> bytes | None:
     return _png(fig)
 
 
+#: Up to this many families, the frontiers plot names each (legend) and draws its band; a lab's thousand
+#: families are drawn as thin lines without either (a legend of a thousand names cannot be laid out).
+LABELLED_FAMILIES = 20
+
+
 def frontiers_png(allocations: pl.DataFrame, law: str = PRIMARY_LAW) -> bytes | None:
     """Every family's published N_opt(C) of ``law`` with its band, one colour per family; budgets whose
     allocation is not trusted are drawn hollow (None: nothing published)."""
@@ -145,22 +150,28 @@ def frontiers_png(allocations: pl.DataFrame, law: str = PRIMARY_LAW) -> bytes | 
     if rows.height == 0:
         return None
     families = rows.get_column("family").unique(maintain_order=True).to_list()
+    labelled = len(families) <= LABELLED_FAMILIES
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=90)
     colours = plt.cm.tab20(np.linspace(0, 1, max(len(families), 2)))
-    for family, colour in zip(families, colours):
-        one = rows.filter(pl.col("family") == family)
+    for (family, one), colour in zip(rows.group_by("family", maintain_order=True), colours):
         C, n = one.get_column("compute").to_numpy(), one.get_column("n_opt").to_numpy()
-        ax.plot(C, n, color=colour, lw=1.3, label=family)
+        if not labelled:
+            ax.plot(C, n, color=colour, lw=0.5, alpha=0.4)
+            continue
+        ax.plot(C, n, color=colour, lw=1.3, label=family[0])
         lo, hi = one.get_column("n_opt_lo").to_numpy(), one.get_column("n_opt_hi").to_numpy()
         ax.fill_between(C, lo.astype(float), hi.astype(float), color=colour, alpha=0.12)
         trusted = (one.get_column("status") == "trusted").to_numpy()
         ax.scatter(C[trusted], n[trusted], s=14, color=colour)
         ax.scatter(C[~trusted], n[~trusted], s=14, facecolor="none", edgecolor=colour)
-    ax.scatter([], [], s=14, color="black", label="trusted")
-    ax.scatter([], [], s=14, facecolor="none", edgecolor="black", label="not trusted (see status)")
-    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="compute-optimal parameters N_opt",
-           title=f"Published compute-optimal frontiers ({law}), {DEFAULT_LEVEL:.0%} bootstrap bands")
-    ax.legend(loc="upper left", fontsize=7, ncol=2)
+    title = f"Published compute-optimal frontiers ({law}), {DEFAULT_LEVEL:.0%} bootstrap bands"
+    if labelled:
+        ax.scatter([], [], s=14, color="black", label="trusted")
+        ax.scatter([], [], s=14, facecolor="none", edgecolor="black", label="not trusted (see status)")
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
+    else:
+        title = f"Published compute-optimal frontiers ({law}) of {len(families):,} families (bands and status: each family's page)"
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="compute-optimal parameters N_opt", title=title)
     fig.tight_layout()
     return _png(fig)
 

@@ -89,9 +89,8 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
                             progress=every(LOG_EVERY, lambda p: context.log.info(f"refit {p.line()}"))):
         shown = [refit for refit in stored if refit.fitted or refit.family not in shown_before]
         kept += len(stored) - len(shown)
-        stored = shown
-        for start in range(0, len(stored), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
-            chunk = stored[start:start + CARDS_PER_VISIT]
+        for start in range(0, len(shown), CARDS_PER_VISIT):  # the registry is opened once per stretch of cards
+            chunk = shown[start:start + CARDS_PER_VISIT]
             with registry.writer() as con:
                 chosen = [settings_for(refit.family, declared) for refit in chunk]
                 cards = [family_card(con, s) for s in chosen] if pictures else family_cards(con, chosen, overlaps)
