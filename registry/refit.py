@@ -48,7 +48,7 @@ from registry.fit_store import (
     latest_refit,
     laws_code_version,
     record_unchanged,
-    store_records,
+    store_many_records,
 )
 from registry.db import claimed, transaction
 from registry.gates import Gate, chinchilla_gates, design_gate, design_problems, law_gates, verdict
@@ -652,16 +652,26 @@ def fit_family(job: FamilyJob) -> list[LawFit]:
 
 def store_family(con: duckdb.DuckDBPyConnection, job: FamilyJob, fitted: list[LawFit]) -> FamilyRefit:
     """Append one family's new fits and its unchanged laws; the caller chooses the transaction."""
-    context = job.context
-    fit_ids = store_records(con, [f.record for f in fitted], context.family_settings) if fitted else []
-    for name in job.unchanged:
-        record_unchanged(con, context.family, name, context.data_version, context.code_version)
-    runs = context.observations.runs
-    return FamilyRefit(
-        family=context.family, data_version=context.data_version, code_version=context.code_version,
-        n_runs=runs.get_column("run_id").n_unique(), fitted=tuple(fitted), unchanged=job.unchanged,
-        fit_ids=tuple(fit_ids), runs=runs,
-    )
+    (refit,) = store_families(con, [(job, fitted)])
+    return refit
+
+
+def store_families(con: duckdb.DuckDBPyConnection, batch: list[tuple[FamilyJob, list[LawFit]]]) -> list[FamilyRefit]:
+    """:func:`store_family` for many families, one statement per table for all of them."""
+    fit_ids = store_many_records(con, [([f.record for f in fitted], job.context.family_settings if fitted else None)
+                                       for job, fitted in batch])
+    refits = []
+    for (job, fitted), ids in zip(batch, fit_ids):
+        context = job.context
+        for name in job.unchanged:
+            record_unchanged(con, context.family, name, context.data_version, context.code_version)
+        runs = context.observations.runs
+        refits.append(FamilyRefit(
+            family=context.family, data_version=context.data_version, code_version=context.code_version,
+            n_runs=runs.get_column("run_id").n_unique(), fitted=tuple(fitted), unchanged=job.unchanged,
+            fit_ids=tuple(ids), runs=runs,
+        ))
+    return refits
 
 
 def refit_family(

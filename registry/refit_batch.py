@@ -28,7 +28,7 @@ from registry.family_settings import FamilySettings, settings_for, shipped_famil
 from registry.fit_store import input_fingerprints, latest_fits_state
 from registry.overlaps import overlaps_of
 from registry.progress import Progress, ProgressCallback, report
-from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_families, store_family
+from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_families, store_families
 from registry.settings import FitSettings
 
 #: Families read from the registry per visit (each visit opens the writer once and scans the run points once).
@@ -151,7 +151,7 @@ def refitting(
 
     def store(batch: list[tuple[FamilyJob, list[LawFit]]]) -> list[FamilyRefit]:
         with open_writer() as con, claimed(con, *(f"family:{job.context.family}" for job, _ in batch)), transaction(con):
-            stored = [store_family(con, job, fitted) for job, fitted in batch]  # claimed: versions numbered in turn on DuckLake
+            stored = store_families(con, batch)  # claimed: versions numbered in turn on DuckLake
         for refit in stored:
             counts["done"] += 1
             counts["fitted" if refit.fitted else "unchanged"] += 1
