@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
@@ -21,26 +21,14 @@ from laws.catalog import LAWS
 from laws.intervals import Samples
 from registry.family_settings import FamilySettings
 from registry.fit_store import family_observations, split_by_family
-from registry.overlaps import FamilyOverlap, overlaps_for, overlaps_of
+from registry.overlaps import FamilyOverlap, overlaps_of
 
 #: Budgets whose allocation a family's card lists (FLOPs); the key numbers are read at KEY_BUDGET.
 CARD_BUDGETS = (1e20, 1e22, 1e24, 1e26)
 KEY_BUDGET = 1e24
 PRIMARY_LAW = next(law.name for law in LAWS.values() if law.primary)
 
-_NEWEST_FITS = """
-    SELECT fit_id, law, version, status, reason, data_version, code_version, n_runs, extrapolation_error,
-           checks::VARCHAR AS checks, diagnostics::VARCHAR AS diagnostics, fitted_at
-    FROM fits WHERE family = ?
-    QUALIFY row_number() OVER (PARTITION BY law ORDER BY version DESC) = 1
-    ORDER BY law
-"""
-_COEFFICIENTS = """
-    SELECT f.law, 'v' || f.version AS version, f.status, c.name AS parameter, c.value, c.ci_lo, c.ci_hi
-    FROM coefficients c JOIN fits f USING (fit_id)
-    WHERE list_contains(?::VARCHAR[], fit_id) ORDER BY f.law, c.name
-"""
-#: The same three reads for many families at once (a refit of many families shows cards without pictures).
+#: A card's reads, for any number of families at once (a refit of many families shows cards without pictures).
 _NEWEST_FITS_OF = """
     SELECT family, fit_id, law, version, status, reason, data_version, code_version, n_runs, extrapolation_error,
            checks::VARCHAR AS checks, diagnostics::VARCHAR AS diagnostics, fitted_at
@@ -60,15 +48,8 @@ _ALLOCATIONS_OF = """
     WHERE list_contains(?::VARCHAR[], fit_id) AND inference_tokens = 0 ORDER BY family, law, compute
 """
 _LOSS_NAMES_OF = """
-    SELECT family, arg_max(loss_name, n) FROM (
-        SELECT family, loss_name, count(*) AS n FROM runs WHERE family IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL
-    ) GROUP BY family
-"""
-_ALLOCATIONS = """
-    SELECT law, 'v' || version AS version, compute, n_opt, n_opt_lo, n_opt_hi, tokens_per_param,
-           tokens_per_param_lo, tokens_per_param_hi, predicted_loss, status, reason
-    FROM allocations
-    WHERE list_contains(?::VARCHAR[], fit_id) AND inference_tokens = 0 ORDER BY law, compute
+    SELECT family, loss_name FROM runs WHERE family IN (SELECT unnest(?::VARCHAR[])) GROUP BY family, loss_name
+    QUALIFY row_number() OVER (PARTITION BY family ORDER BY count(*) DESC, loss_name) = 1
 """
 
 
@@ -144,15 +125,6 @@ class FamilyCard:
         return float(self.allocations.get_column("compute").max()) if self.allocations.height else None
 
 
-def _loss_name(con: duckdb.DuckDBPyConnection, family: str, settings: FamilySettings) -> str:
-    if settings.loss_name:
-        return settings.loss_name
-    found = con.execute(
-        "SELECT loss_name FROM runs WHERE family = ? GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1", [family]
-    ).fetchall()
-    return found[0][0] if found and found[0][0] else "loss"
-
-
 def _overlaps_frame(overlaps: list[FamilyOverlap]) -> pl.DataFrame:
     return pl.DataFrame(
         [{"family": o.other_family, "n_shared": o.n_shared, "n_runs": o.n_runs} for o in overlaps],
@@ -161,42 +133,28 @@ def _overlaps_frame(overlaps: list[FamilyOverlap]) -> pl.DataFrame:
 
 
 def family_card(con: duckdb.DuckDBPyConnection, settings: FamilySettings) -> FamilyCard:
-    """The card of ``settings.family`` from the registry (its settings choose the observations shown)."""
-    family = settings.family
-    fits = con.execute(_NEWEST_FITS, [family]).pl()
-    fit_ids = fits.get_column("fit_id").to_list()
-    primary = fits.filter(pl.col("law") == PRIMARY_LAW).get_column("fit_id").to_list()
+    """The card of ``settings.family`` from the registry (its settings choose the observations shown), with
+    what its pictures need: the fitted runs and the primary fit's bootstrap draws and profiles."""
+    (card,) = family_cards(con, [settings])
     samples, profiles = None, pl.DataFrame()
-    if primary:
-        found = con.execute("SELECT param_names, samples FROM bootstrap_samples WHERE fit_id = ?", primary).fetchall()
+    if primary := card.primary:
+        found = con.execute("SELECT param_names, samples FROM bootstrap_samples WHERE fit_id = ?", [primary["fit_id"]]).fetchall()
         if found and found[0][1]:
             samples = Samples(tuple(found[0][0]), np.asarray(found[0][1], float))
         profiles = con.execute(
             "SELECT parameter, value, objective, relative_excess, compute, tokens_per_param FROM fit_profiles "
-            "WHERE fit_id = ? ORDER BY parameter, compute, value", primary,
+            "WHERE fit_id = ? ORDER BY parameter, compute, value", [primary["fit_id"]],
         ).pl()
-    return FamilyCard(
-        family=family,
-        loss_name=_loss_name(con, family, settings),
-        fits=fits,
-        coefficients=con.execute(_COEFFICIENTS, [fit_ids]).pl(),
-        allocations=con.execute(_ALLOCATIONS, [fit_ids]).pl(),
-        runs=family_observations(con, settings).runs,
-        samples=samples,
-        profiles=profiles,
-        overlaps=_overlaps_frame(overlaps_for(con, family)),
-    )
-
+    return replace(card, runs=family_observations(con, settings).runs, samples=samples, profiles=profiles)
 
 
 def family_cards(
     con: duckdb.DuckDBPyConnection, settings: list[FamilySettings], overlaps: Mapping[str, list[FamilyOverlap]] | None = None,
 ) -> list[FamilyCard]:
     """The cards of many families without what only their pictures need (runs, bootstrap draws, profiles),
-    in a handful of queries for all of them: what a refit of a whole lab shows on each family's page.
-
-    Per family, :func:`family_card` costs about ten queries, some of which scan every run point; for a
-    thousand families that took longer than their fits.
+    in a handful of queries for all of them: what a refit of a whole lab shows on each family's page
+    (read one by one with the pictures' data, a thousand cards took longer than the families' fits).
+    ``overlaps``: every family's, when the caller read them once for many calls.
     """
     names = [s.family for s in settings]
     fits = con.execute(_NEWEST_FITS_OF, [names]).pl()

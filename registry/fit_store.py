@@ -422,6 +422,5 @@ def store_many_records(
     for table, frame in tables.items():
         if frame is not None and frame.height:
             _insert_frame(con, table, frame)
-    counts = [len(family_records) for family_records, _ in batch]
-    starts = np.cumsum([0, *counts])
-    return [fit_ids[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    in_order = iter(fit_ids)
+    return [[next(in_order) for _ in family_records] for family_records, _ in batch]

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from registry.db import claimed, transaction
 from registry.family_settings import FamilySettings, settings_for, shipped_family_settings
 from registry.fit_store import input_fingerprints, latest_fits_state
-from registry.overlaps import overlaps_of
+from registry.overlaps import FamilyOverlap, overlaps_of
 from registry.progress import Progress, ProgressCallback, report
 from registry.refit import FamilyJob, FamilyRefit, LawFit, OpenWriter, fit_family, prepare_families, store_families
 from registry.settings import FitSettings
@@ -49,11 +49,7 @@ def one_blas_thread() -> None:
     every L-BFGS-B step's small factorisations wake threads that fight the other workers for the same
     cores, and the fits ran several times slower than single-threaded.
     """
-    global _LIMITS
-    _LIMITS = threadpool_limits(limits=1)
-
-
-_LIMITS = None
+    threadpool_limits(limits=1)  # for the life of the worker: the limiter restores only when used as a context
 
 
 def workers() -> int:
@@ -118,14 +114,15 @@ def refit_families(
 def refitting(
     open_writer: OpenWriter, families: list[str], settings: FitSettings | None = None, *,
     family_settings: Mapping[str, FamilySettings] | None = None, progress: ProgressCallback | None = None,
-    n_workers: int | None = None,
+    n_workers: int | None = None, overlaps: Mapping[str, list[FamilyOverlap]] | None = None,
 ) -> Iterator[list[FamilyRefit]]:
     """:func:`refit_families`, yielding the families as they are stored: first those found unchanged, then each
     batch of fitted ones once its transaction committed.
 
     The caller may take its time with each batch (Dagster records every family's card and checks, several
     events each): the pool keeps working meanwhile on the families already handed to it, up to
-    :data:`AHEAD` of them, so that showing results overlaps fitting the next.
+    :data:`AHEAD` of them, so that showing results overlaps fitting the next. ``overlaps``: every family's, when
+    the caller has read them already (else they are read here, once, for a refit of many families).
     """
     settings = settings or FitSettings()
     declared = shipped_family_settings() if family_settings is None else family_settings
@@ -134,7 +131,8 @@ def refitting(
         unchanged, fingerprints = record_unchanged_families(con, families, settings, declared)
         queue = [f for f in families if f not in unchanged]
         # matching runs across the registry costs about the same for one family as for all: done once for many
-        overlaps = overlaps_of(con, queue) if len(queue) > READ_BATCH else None
+        if overlaps is None and len(queue) > READ_BATCH:
+            overlaps = overlaps_of(con, queue)
     counts = {"fitted": 0, "unchanged": len(unchanged), "done": len(unchanged)}
 
     def tell() -> None:

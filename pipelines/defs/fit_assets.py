@@ -80,12 +80,12 @@ def fits(context: dg.AssetExecutionContext, config: RefitConfig, registry: Regis
     # checks (re-recording a thousand unchanged cards, ten events each, would cost minutes of a night with nothing new).
     shown_before = set() if pictures else context.instance.get_materialized_partitions(FITS_KEY)
     overlaps = None
-    if not pictures:  # matching runs across the registry costs about the same for one family as for all
+    if not pictures:  # matching runs across the registry costs about the same for one family as for all: once, for fits and cards
         with registry.writer() as con:
             overlaps = overlaps_of(con, families)
     kept = 0
     # each stored batch's cards are recorded while the pool fits the next families
-    for stored in refitting(registry.writer, families, settings, family_settings=declared,
+    for stored in refitting(registry.writer, families, settings, family_settings=declared, overlaps=overlaps,
                             progress=every(LOG_EVERY, lambda p: context.log.info(f"refit {p.line()}"))):
         shown = [refit for refit in stored if refit.fitted or refit.family not in shown_before]
         kept += len(stored) - len(shown)
